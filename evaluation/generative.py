@@ -1,0 +1,163 @@
+"""Generative metrics of stage 2: FID and IS on FCN outputs, and the classification accuracy score (CAS).
+
+FID (Heusel et al. 2017) compares Gaussian fits of FCN features of real test series and of generated
+ones; IS (Salimans et al. 2016) rewards confident and diverse FCN predictions; CAS (Ravuri & Vinyals
+2019) trains a fresh FCN on generated samples only and scores it on the real test split. The test
+split is used only for scoring: every model choice (the CAS FCN's early stopping) uses generated data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from models.fcn import FCN, FCNTrainInfo, accuracy, as_series_batch, predict, train_fcn
+
+
+def _as_features(f, name: str) -> np.ndarray:
+    f = np.asarray(f, dtype=np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"{name} must be a (n, d) array with n >= 2, got shape {f.shape}")
+    return f
+
+
+def gaussian_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (d,) and unbiased covariance (d, d) of features (n, d)."""
+    return feats.mean(axis=0), np.atleast_2d(np.cov(feats, rowvar=False))
+
+
+def frechet_from_stats(mu_a, cov_a, mu_b, cov_b, eps: float = 1e-6) -> float:
+    """|mu_a - mu_b|^2 + tr(cov_a + cov_b - 2 (cov_a cov_b)^(1/2)), the Frechet distance of two Gaussians."""
+    covmean = scipy.linalg.sqrtm(cov_a @ cov_b)
+    if not np.isfinite(covmean).all() or np.abs(np.imag(covmean)).max() > 1e-3 * max(1.0, np.abs(covmean).max()):
+        # a singular product (fewer series than feature dimensions) can defeat sqrtm: regularise, as pytorch-fid
+        offset = eps * np.eye(len(cov_a))
+        covmean = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    diff = mu_a - mu_b
+    fid = diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(np.real(covmean))
+    return max(0.0, float(fid))  # rounding can leave a tiny negative for identical sets
+
+
+def frechet_distance(feats_a, feats_b) -> float:
+    """FID between two feature sets (n_a, d) and (n_b, d)."""
+    a, b = _as_features(feats_a, "feats_a"), _as_features(feats_b, "feats_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature sets differ in dimension: {a.shape[1]} vs {b.shape[1]}")
+    return frechet_from_stats(*gaussian_stats(a), *gaussian_stats(b))
+
+
+@dataclass(frozen=True)
+class FIDResult:
+    fid: float    # on the full sets
+    low: float    # 95% percentile-bootstrap interval, both sets resampled with replacement
+    high: float
+    n_real: int
+    n_fake: int
+
+
+def fid_with_ci(feats_real, feats_fake, n_boot: int = 200, seed: int = 0) -> FIDResult:
+    real, fake = _as_features(feats_real, "feats_real"), _as_features(feats_fake, "feats_fake")
+    fid = frechet_distance(real, fake)
+    rng = np.random.default_rng(seed)
+    boots = [frechet_distance(real[rng.integers(0, len(real), len(real))],
+                              fake[rng.integers(0, len(fake), len(fake))]) for _ in range(n_boot)]
+    low, high = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+    return FIDResult(fid, float(low), float(high), len(real), len(fake))
+
+
+def inception_score(probs, splits: int = 10) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))) per split of probs (n, k); returns (mean, std) over splits."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or len(p) == 0:
+        raise ValueError(f"probs must be a non-empty (n, n_classes) array, got shape {p.shape}")
+    if splits < 1:
+        raise ValueError(f"splits must be >= 1, got {splits}")
+    scores = []
+    for part in np.array_split(p, min(splits, len(p))):
+        marginal = part.mean(axis=0, keepdims=True)
+        kl = np.sum(part * (np.log(np.clip(part, 1e-12, None)) - np.log(np.clip(marginal, 1e-12, None))), axis=1)
+        scores.append(np.exp(kl.mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def class_balanced_labels(y_train, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n labels (shuffled) in the train split's class proportions (largest remainder), each class at least once."""
+    counts = np.bincount(np.asarray(y_train, dtype=np.int64))
+    present = np.flatnonzero(counts)
+    if n < len(present):
+        raise ValueError(f"n={n} labels cannot cover the {len(present)} classes of the train split; raise n")
+    quota = counts / counts.sum() * n
+    alloc = np.floor(quota).astype(np.int64)
+    alloc[np.argsort(-(quota - alloc), kind="stable")[: n - alloc.sum()]] += 1
+    for c in present[alloc[present] == 0]:  # a rare class rounded away: take one from the largest
+        alloc[np.argmax(alloc)] -= 1
+        alloc[c] = 1
+    labels = torch.repeat_interleave(torch.arange(len(counts)), torch.as_tensor(alloc))
+    return labels[torch.randperm(n, generator=generator)]
+
+
+def stratified_holdout(y, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (fit, held_out) with `fraction` of each class held out; each class keeps >= 1 to fit on."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    fit, held = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = min(int(round(fraction * len(idx))), len(idx) - 1)
+        held.append(idx[:k])
+        fit.append(idx[k:])
+    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(held))
+
+
+@dataclass(frozen=True)
+class CASResult:
+    accuracy: float      # on the real test split
+    n_fit: int           # generated series trained on
+    n_val: int           # generated series held out for early stopping
+    train_info: FCNTrainInfo
+
+
+def classification_accuracy_score(x_gen, y_gen, x_test, y_test, *, n_classes: int, val_fraction: float = 0.2,
+                                  epochs: int = 100, batch_size: int = 64, lr: float = 1e-3, patience: int = 20,
+                                  seed: int = 0, device: str | torch.device = "cpu") -> CASResult:
+    """Train an FCN on generated series (n, l) or (n, c, l), select it on a held-out generated part,
+    and return its accuracy on the real test split."""
+    y_gen = np.asarray(torch.as_tensor(y_gen).cpu())
+    fit, val = stratified_holdout(y_gen, val_fraction, seed)
+    if len(val) == 0:
+        raise ValueError(f"{len(y_gen)} generated series leave no validation part; generate more (>= 1000 advised)")
+    x_gen = as_series_batch(x_gen)
+    model, info = train_fcn(x_gen[fit], y_gen[fit], x_gen[val], y_gen[val], epochs=epochs, batch_size=batch_size,
+                            lr=lr, seed=seed, device=device, n_classes=n_classes, patience=patience)
+    acc = accuracy(model, x_test, y_test, batch_size=max(256, batch_size), device=device)
+    return CASResult(acc, len(fit), len(val), info)
+
+
+@dataclass(frozen=True)
+class GenerativeMetrics:
+    fid: FIDResult
+    inception_score: float
+    inception_std: float
+    cas: float
+    n_gen: int
+
+    def as_dict(self) -> dict[str, float]:
+        """The study's `gen/` metric keys."""
+        return {"gen/fid": self.fid.fid, "gen/fid_low": self.fid.low, "gen/fid_high": self.fid.high,
+                "gen/is": self.inception_score, "gen/is_std": self.inception_std, "gen/cas": self.cas,
+                "gen/n_real": float(self.fid.n_real), "gen/n_gen": float(self.n_gen)}
+
+
+def evaluate_generation(fcn: FCN, x_gen, y_gen, x_test, y_test, *, n_boot: int = 200, is_splits: int = 10,
+                        seed: int = 0, device: str | torch.device = "cpu", cas_kwargs: dict | None = None
+                        ) -> GenerativeMetrics:
+    """FID (real test vs generated, with a bootstrap CI) and IS from the dataset's FCN, then CAS."""
+    real = predict(fcn, x_test, device=device)
+    fake = predict(fcn, x_gen, device=device)
+    fid = fid_with_ci(real.features, fake.features, n_boot=n_boot, seed=seed)
+    is_mean, is_std = inception_score(fake.probs, splits=is_splits)
+    cas = classification_accuracy_score(x_gen, y_gen, x_test, y_test, n_classes=fcn.n_classes, seed=seed,
+                                        device=device, **(cas_kwargs or {}))
+    return GenerativeMetrics(fid, is_mean, is_std, cas.accuracy, len(fake.probs))

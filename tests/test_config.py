@@ -1,0 +1,24 @@
+import pytest
+
+from tune.config import TrainConfig, from_flat_dict, to_flat_dict
+
+
+def test_flat_round_trip():
+    cfg = TrainConfig(dataset="ArrowHead", ssl_method="vibcreg")
+    assert from_flat_dict(to_flat_dict(cfg)) == cfg
+    assert "tokenizer.codebook_size" in to_flat_dict(cfg)
+
+
+def test_dotted_keys_and_strings_are_coerced():
+    cfg = from_flat_dict({"tokenizer.codebook_size": "64", "lr": "0.002", "epochs": 3, "_bookkeeping": {"x": 1}})
+    assert cfg.tokenizer.codebook_size == 64 and cfg.lr == pytest.approx(0.002) and cfg.epochs == 3
+
+
+def test_unknown_key_is_one_clear_error():
+    with pytest.raises(ValueError, match="unknown config key.*tokenizer.codebok_size"):
+        from_flat_dict({"tokenizer.codebok_size": 64})
+
+
+def test_bad_value_type():
+    with pytest.raises(ValueError, match="epochs expects int"):
+        from_flat_dict({"epochs": "many"})

@@ -1,0 +1,80 @@
+"""The resolved configuration of one stage-1 run: one frozen dataclass, built from flat dotted keys.
+
+The same dotted keys ("tokenizer.codebook_size") are used by the CLI overrides, the search spaces
+and the MLflow params, so what MLflow records is exactly what ran.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.tokenizer import TokenizerConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "GunPoint"
+    ssl_method: str = "none"         # none | barlowtwins | vibcreg
+    aug_set: str = "warp"            # warp | slice | gauss | "+"-joined combos; unused by none
+    aug_recon_weight: float = 0.1    # weight of the augmented branch's reconstruction loss
+    seed: int = 0
+    epochs: int = 100
+    eval_every: int = 10             # epochs between validation evaluations (the last epoch always evaluates)
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    proj_dim: int = 4096             # SSL projector width (reference 4096)
+    val_fraction: float = 0.2        # stratified validation split carved from the archive's train split
+    nan_policy: str = "resample"     # how NaN padding of variable-length series is handled
+    device: str = "auto"             # auto | cpu | cuda
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+
+
+def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """{"tokenizer.n_fft": 8, ...}: nested dataclasses flattened with dotted keys."""
+    flat = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            flat.update(to_flat_dict(value, f"{prefix}{f.name}."))
+        else:
+            flat[f"{prefix}{f.name}"] = value
+    return flat
+
+
+def from_flat_dict(values: dict[str, Any], base: Any = None) -> TrainConfig:
+    """Build a config from dotted keys over `base` (default: TrainConfig()); unknown keys are an error.
+
+    Keys starting with "_" are bookkeeping of the caller (MLflow ids and the like) and are skipped.
+    """
+    base = base if base is not None else TrainConfig()
+    known = to_flat_dict(base)
+    unknown = sorted(k for k in values if not k.startswith("_") and k not in known)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
+    return _replace(base, {k: v for k, v in values.items() if not k.startswith("_")})
+
+
+def _replace(cfg: Any, values: dict[str, Any]) -> Any:
+    top, nested = {}, {}
+    for key, value in values.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            top[key] = _coerce(getattr(cfg, key), value, key)
+    for head, sub in nested.items():
+        top[head] = _replace(getattr(cfg, head), sub)
+    return dataclasses.replace(cfg, **top)
+
+
+def _coerce(current: Any, value: Any, key: str) -> Any:
+    """Cast CLI strings and numpy scalars to the field's type (bool before int: bool is an int)."""
+    kind = type(current)
+    try:
+        if kind is bool and isinstance(value, str):
+            return value.lower() in ("1", "true", "yes")
+        return kind(value) if kind in (bool, int, float, str) else value
+    except (TypeError, ValueError):
+        raise ValueError(f"config key {key} expects {kind.__name__}, got {value!r}") from None

@@ -1,0 +1,104 @@
+"""Named search spaces and budgets: every searched parameter, its range and its default, in one place.
+
+Keys are the dotted config keys of tune.config.TrainConfig, so a sampled configuration is a
+config override as it stands, and MLflow records it under the same names.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray import tune
+
+SSL_BRANCHES = ["barlowtwins", "vibcreg"]
+AUG_SETS_SEARCHED = ["warp", "slice", "gauss", "warp+gauss", "slice+gauss", "warp+slice"]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    description: str
+    params: dict[str, Any]                              # ray.tune domains sampled by Optuna
+    grid: dict[str, list]                               # --grid: the exact values, every combination
+    fixed: dict[str, Any] = field(default_factory=dict)  # set for every trial of the space
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        keys = list(self.grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
+
+
+SPACES: dict[str, SearchSpace] = {s.name: s for s in [
+    SearchSpace(
+        "aug_weight", "the reference ablation: augmented-branch reconstruction weight x augmentation set x SSL method",
+        params={"aug_recon_weight": tune.uniform(0.0, 0.3), "aug_set": tune.choice(["warp", "slice"]),
+                "ssl_method": tune.choice(SSL_BRANCHES)},
+        grid={"aug_recon_weight": [0.05, 0.1, 0.15, 0.2], "aug_set": ["warp", "slice"],
+              "ssl_method": SSL_BRANCHES}),
+    SearchSpace(
+        "aug_set", "augmentation sets and their combinations, per SSL method, at the reference weight",
+        params={"aug_set": tune.choice(AUG_SETS_SEARCHED), "ssl_method": tune.choice(SSL_BRANCHES)},
+        grid={"aug_set": AUG_SETS_SEARCHED, "ssl_method": SSL_BRANCHES},
+        fixed={"aug_recon_weight": 0.1}),
+    SearchSpace(
+        "ssl", "SSL methods against the baseline (the reference study's 7 configurations with --grid)",
+        params={"ssl_method": tune.choice(["none", *SSL_BRANCHES]),
+                "aug_set": tune.choice(["warp", "slice", "gauss"])},
+        grid={"ssl_method": SSL_BRANCHES, "aug_set": ["warp", "slice", "gauss"]},
+        fixed={"aug_recon_weight": 0.1}),
+    SearchSpace(
+        "full", "the joint space: SSL method, augmentations, weight, learning rate, codebook and projector size",
+        params={"ssl_method": tune.choice(SSL_BRANCHES), "aug_set": tune.choice(AUG_SETS_SEARCHED),
+                "aug_recon_weight": tune.uniform(0.0, 0.3), "lr": tune.loguniform(3e-4, 3e-3),
+                "tokenizer.codebook_size": tune.choice([32, 64, 128]), "proj_dim": tune.choice([256, 1024, 4096])},
+        grid={"ssl_method": SSL_BRANCHES, "aug_set": ["warp", "slice", "gauss"],
+              "aug_recon_weight": [0.05, 0.1, 0.2], "tokenizer.codebook_size": [32, 64]}),
+]}
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    description: str
+    epochs: int
+    eval_every: int
+    num_samples: int        # Optuna configurations per dataset (the baseline comes on top)
+    seeds: int              # every configuration runs once per seed
+    train: dict[str, Any] = field(default_factory=dict)  # config overrides for this size
+
+
+BUDGETS: dict[str, Budget] = {b.name: b for b in [
+    Budget("smoke", "seconds per trial: checks the plumbing, not the science", epochs=2, eval_every=1,
+           num_samples=2, seeds=1, train={"proj_dim": 256}),
+    Budget("quick", "a laptop study in about 15 minutes on the bundled datasets", epochs=30, eval_every=10,
+           num_samples=4, seeds=1, train={"proj_dim": 1024}),
+    Budget("standard", "an overnight CPU or a short GPU study", epochs=200, eval_every=20,
+           num_samples=16, seeds=2),
+    Budget("paper", "the reference study's scale (about 1000 epochs, 4 seeds): a GPU cluster", epochs=1000,
+           eval_every=50, num_samples=16, seeds=4),
+]}
+
+
+def describe_spaces() -> str:
+    """The text of --list-spaces."""
+    lines = []
+    for space in SPACES.values():
+        lines.append(f"{space.name}: {space.description}")
+        for key, domain in space.params.items():
+            lines.append(f"    {key:26s} {_describe(domain)}   grid: {space.grid.get(key, '-')}")
+        for key, value in space.fixed.items():
+            lines.append(f"    {key:26s} fixed at {value}")
+    lines.append("\nbudgets:")
+    for b in BUDGETS.values():
+        extra = f", {b.train}" if b.train else ""
+        lines.append(f"    {b.name:9s} {b.epochs} epochs, eval every {b.eval_every}, {b.num_samples} configs x "
+                     f"{b.seeds} seed(s) per dataset{extra}: {b.description}")
+    return "\n".join(lines)
+
+
+def _describe(domain: Any) -> str:
+    if isinstance(domain, tune.search.sample.Categorical):
+        return f"choice {domain.categories}"
+    sampler = type(domain.get_sampler()).__name__.lower()
+    kind = "log-uniform" if "log" in sampler else "uniform"
+    return f"{kind} [{domain.lower}, {domain.upper}]"

@@ -1,0 +1,149 @@
+"""The MLflow layout of DESIGN.md section 6: one experiment per study, one parent run per dataset,
+one nested child run per Ray trial (tagged with its trial id, so a retried or resumed trial finds
+its run again instead of writing a duplicate).
+
+Everything goes through MlflowClient with explicit run ids: trial processes run in other working
+directories and other processes than the driver, so no fluent "active run" state is shared.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+TRIAL_TAG = "ray.trial_id"
+ROLE_TAG = "ssl_vqvae.role"          # "parent" | "trial"
+PARENT_TAG = "mlflow.parentRunId"
+BATCH = 900                          # MLflow accepts at most 1000 metrics per log_batch
+
+
+def default_tracking_uri(results_dir: Path) -> str:
+    """An absolute SQLite URI: trials run with other working directories (notes/ray-stack.md)."""
+    return f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
+
+
+def artifact_root(tracking_uri: str, results_dir: Path, study: str) -> str | None:
+    """Artifacts beside a local store; a tracking server decides for itself."""
+    if tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri:
+        return (results_dir / "mlartifacts" / study).resolve().as_uri()
+    return None
+
+
+def numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    """The loggable part of a metrics dict: finite numbers, no bookkeeping counters."""
+    return {k: float(v) for k, v in metrics.items()
+            if k != "epochs_done" and isinstance(v, (int, float)) and math.isfinite(float(v))}
+
+
+class StudyTracker:
+    """Driver side: the study's experiment and its per-dataset parent runs."""
+
+    def __init__(self, tracking_uri: str, study: str, artifact_location: str | None):
+        self.uri, self.study = tracking_uri, study
+        self.client = MlflowClient(tracking_uri)
+        exp = self.client.get_experiment_by_name(study)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+            study, artifact_location=artifact_location)
+
+    def parent_run(self, dataset: str, params: dict[str, Any]) -> str:
+        """Get or create the parent run of `dataset` (a resumed study reuses its parents)."""
+        found = self.client.search_runs(
+            [self.experiment_id], f"tags.`{ROLE_TAG}` = 'parent' and tags.dataset = '{dataset}'", max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(self.experiment_id, run_name=dataset,
+                                     tags={ROLE_TAG: "parent", "dataset": dataset, "study": self.study})
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run.info.run_id
+
+    def child_runs(self, parent_run_id: str) -> list:
+        return self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                                       max_results=10_000)
+
+    def find_trial_run(self, trial_id: str):
+        found = self.client.search_runs([self.experiment_id], f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1)
+        return found[0] if found else None
+
+    def close_trial(self, trial_id: str, status: str, error: str | None = None) -> None:
+        """Give a trial's run its final status when its process could not (killed, crashed)."""
+        run = self.find_trial_run(trial_id)
+        if run is None or run.info.status == "FINISHED":
+            return
+        if error:
+            self.client.set_tag(run.info.run_id, "error", error[-5000:])
+        self.client.set_terminated(run.info.run_id, status)
+
+    def finish_parent(self, run_id: str, metrics: dict[str, float], tags: dict[str, str],
+                      artifacts: dict[str, Any]) -> None:
+        self.client.log_batch(run_id, metrics=[Metric(k, v, _now(), 0) for k, v in numeric(metrics).items()],
+                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        for name, obj in artifacts.items():
+            self.client.log_dict(run_id, obj, name)
+        self.client.set_terminated(run_id, "FINISHED")
+
+
+class TrialRun:
+    """Trial side: the child run of one Ray trial, created once and found again after a retry."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
+                 run_name: str, params: dict[str, Any]):
+        self.client = MlflowClient(tracking_uri)
+        found = self.client.search_runs([experiment_id], f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1)
+        if found:
+            self.run = found[0]
+            if self.run.info.status != "FINISHED":
+                self.client.update_run(self.run.info.run_id, status="RUNNING")
+        else:
+            self.run = self.client.create_run(experiment_id, run_name=run_name, tags={
+                TRIAL_TAG: trial_id, ROLE_TAG: "trial", PARENT_TAG: parent_run_id,
+                "dataset": params.get("dataset", ""), "ssl_method": params.get("ssl_method", "")})
+            self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self._pending: list[Metric] = []
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    def finished_metrics(self) -> dict[str, float] | None:
+        """The final metrics of a run that had already finished (the trial is being re-run after a kill)."""
+        if self.run.info.status == "FINISHED" and "test/svm_acc" in self.run.data.metrics:
+            return dict(self.run.data.metrics)
+        return None
+
+    def log_metrics(self, metrics: dict[str, Any], step: int, flush: bool = False) -> None:
+        """Buffer per-epoch metrics; write them in one batch at evaluations (SQLite writes cost ms each)."""
+        ts = _now()
+        self._pending += [Metric(k, v, ts, step) for k, v in numeric(metrics).items()]
+        if flush:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self._pending), BATCH):
+            self.client.log_batch(self.run_id, metrics=self._pending[i:i + BATCH])
+        self._pending = []
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_figure(self, figure, name: str) -> None:
+        self.client.log_figure(self.run_id, figure, name)
+
+    def log_dict(self, obj: dict, name: str) -> None:
+        self.client.log_text(self.run_id, json.dumps(obj, indent=2, default=str), name)
+
+    def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
+        self.flush()
+        if error:
+            self.client.set_tag(self.run_id, "error", error[-5000:])
+        self.client.set_terminated(self.run_id, status)
+
+
+def _now() -> int:
+    return int(time.time() * 1000)

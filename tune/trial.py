@@ -1,0 +1,130 @@
+"""A study trial: one stage-1 configuration trained, tracked in MLflow and reported to Ray Tune.
+
+Two ways to run the same `run_trial`:
+- `stage1_trainable`: a Tune function trainable, for CPU trials with one worker (no Ray Train
+  start-up cost, about 30 s per run on 2 cores);
+- `train_driver`: a Tune trial that launches a Ray Train TorchTrainer (GPU or when asked); the
+  driver holds no CPU, so it never takes the cores its own worker needs.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from datasets.ucr import UCRDataset, load_dataset
+from tune.config import TrainConfig, from_flat_dict, to_flat_dict
+from tune.plots import reconstruction_figure
+from tune.stage1 import TOKENIZER_FILE, load_tokenizer, train_stage1
+from tune.tracking import TrialRun
+
+EVAL_KEY = "val/svm_acc"   # present in a report exactly when the epoch evaluated
+ToTune = Callable[[dict, bool], None]  # (metrics, attach_checkpoint)
+
+
+def run_name(cfg: TrainConfig) -> str:
+    if cfg.ssl_method == "none":
+        return f"{cfg.dataset}-none-s{cfg.seed}"
+    return f"{cfg.dataset}-{cfg.ssl_method}-{cfg.aug_set}-w{cfg.aug_recon_weight:.3f}-s{cfg.seed}"
+
+
+def run_trial(config: dict, *, trial_id: str, to_tune: ToTune, workdir: Path) -> dict:
+    """Train `config`, log it to its MLflow child run, report evaluations to Tune; return final metrics."""
+    cfg = from_flat_dict(config)
+    tracker = TrialRun(config["_tracking_uri"], config["_experiment_id"], config["_parent_runs"][cfg.dataset],
+                       trial_id, run_name(cfg), to_flat_dict(cfg))
+    finished = tracker.finished_metrics()
+    if finished is not None:          # the run had finished before the study driver was killed
+        to_tune(finished, False)
+        return finished
+    started = time.perf_counter()
+    try:
+        data = load_dataset(cfg.dataset, config.get("_ucr_root"), val_fraction=cfg.val_fraction,
+                            seed=cfg.seed, nan_policy=cfg.nan_policy)
+
+        def report(metrics: dict, epoch: int) -> None:
+            evaluated = EVAL_KEY in metrics
+            tracker.log_metrics(metrics, epoch, flush=evaluated)
+            if evaluated:
+                to_tune(metrics, True)
+
+        final = train_stage1(cfg, data, report=report, checkpoint_dir=workdir)
+        log_artifacts(tracker, cfg, data, workdir)
+        tracker.log_metrics({"time/trial_s": time.perf_counter() - started}, cfg.epochs)
+        tracker.finish()
+        return final
+    except BaseException:
+        tracker.finish("FAILED", error=traceback.format_exc())
+        raise
+
+
+def log_artifacts(tracker: TrialRun, cfg: TrainConfig, data: UCRDataset, workdir: Path) -> None:
+    """The trial's config, a reconstruction plot of validation series, and the final checkpoint."""
+    tracker.log_dict(to_flat_dict(cfg), "config.json")
+    tokenizer, _ = load_tokenizer(workdir / TOKENIZER_FILE)
+    pick = np.unique(data.y_val, return_index=True)[1][:4]       # one series per class, at most 4
+    x = torch.as_tensor(data.x_val[pick], dtype=torch.float32).unsqueeze(1)
+    with torch.no_grad():
+        x_hat = tokenizer(x).x_hat.squeeze(1).numpy()
+    fig = reconstruction_figure(data.x_val[pick], x_hat, data.y_val[pick], title=run_name(cfg))
+    tracker.log_figure(fig, "plots/reconstruction.png")
+    plt.close(fig)
+    tracker.log_artifact(workdir / TOKENIZER_FILE, "checkpoint")
+
+
+def stage1_trainable(config: dict) -> None:
+    """Tune function trainable: the loop runs in the trial's own process."""
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id()
+    with tempfile.TemporaryDirectory(prefix="trial-") as d:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            checkpoint.to_directory(d)
+
+        def to_tune(metrics: dict, attach: bool) -> None:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d) if attach else None)
+
+        run_trial(config, trial_id=trial_id, to_tune=to_tune, workdir=Path(d))
+
+
+def train_worker(config: dict) -> None:
+    """Ray Train worker (rank 0 of 1): the same trial, reporting through ray.train."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory(prefix="trial-") as d:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            checkpoint.to_directory(d)
+
+        def to_tune(metrics: dict, attach: bool) -> None:
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d) if attach else None)
+
+        run_trial(config, trial_id=config["_trial_id"], to_tune=to_tune, workdir=Path(d))
+
+
+def train_driver(config: dict) -> None:
+    """Tune trial that launches one Ray Train run; its name is stable, so a retry restores it."""
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial_id = tune.get_context().get_trial_id()
+    res = config["_resources"]
+    worker = {"CPU": res["cpu"], **({"GPU": res["gpu"]} if res["gpu"] else {})}
+    TorchTrainer(
+        train_worker,
+        train_loop_config={**config, "_trial_id": trial_id},
+        scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=res["gpu"] > 0, resources_per_worker=worker),
+        run_config=ray.train.RunConfig(
+            name=f"train-{trial_id}", storage_path=config["_train_storage"], callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=1),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
+    ).fit()
