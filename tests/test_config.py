@@ -22,3 +22,17 @@ def test_unknown_key_is_one_clear_error():
 def test_bad_value_type():
     with pytest.raises(ValueError, match="epochs expects int"):
         from_flat_dict({"epochs": "many"})
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"ssl_method": "simclr"}, "unknown ssl_method 'simclr'; choose one of none, barlowtwins, vibcreg"),
+    ({"ssl_method": "vibcreg", "aug_set": "twist"}, "twist"),
+    ({"epochs": 0}, "at least 1"),
+])
+def test_invalid_values_are_rejected(values, match):
+    with pytest.raises(ValueError, match=match):
+        from_flat_dict(values)
+
+
+def test_baseline_ignores_the_augmentation_set():
+    assert from_flat_dict({"ssl_method": "none", "aug_set": "none"}).aug_set == "none"

@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from datasets.augment import parse_aug_set
+from models.ssl import SSL_METHODS
 from models.tokenizer import TokenizerConfig
 
 
@@ -29,6 +31,14 @@ class TrainConfig:
     nan_policy: str = "resample"     # how NaN padding of variable-length series is handled
     device: str = "auto"             # auto | cpu | cuda
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+
+    def __post_init__(self):
+        if self.ssl_method not in SSL_METHODS:
+            raise ValueError(f"unknown ssl_method {self.ssl_method!r}; choose one of {', '.join(SSL_METHODS)}")
+        if self.ssl_method != "none":
+            parse_aug_set(self.aug_set)          # raises with the valid names
+        if self.epochs < 1 or self.eval_every < 1 or self.batch_size < 2:
+            raise ValueError("epochs and eval_every must be at least 1 and batch_size at least 2")
 
 
 def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:

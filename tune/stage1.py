@@ -60,16 +60,20 @@ def _split_tensors(data: UCRDataset, device: torch.device) -> dict[str, torch.Te
 def evaluate(model: SSLVQVAE, data: UCRDataset, xs: dict[str, torch.Tensor], final: bool) -> dict[str, float]:
     """Validation metrics for model selection; with final=True also the test metrics (reported only)."""
     tok = model.tokenizer
-    train, val = evaluate_split(tok, xs["train"]), evaluate_split(tok, xs["val"])
-    probes = linear_probes(train.features, data.y_train, val.features, data.y_val)
-    metrics = {"val/recon_loss": val.recon_loss, "val/svm_acc": probes["svm_acc"],
-               "val/knn_acc": probes["knn_acc"], "codebook/perplexity": train.perplexity,
-               "codebook/usage": train.usage, "codebook/redundancy": codebook_redundancy(tok.codebook)}
+    train = evaluate_split(tok, xs["train"])
+    metrics = {"codebook/perplexity": train.perplexity, "codebook/usage": train.usage,
+               "codebook/redundancy": codebook_redundancy(tok.codebook)}
+    f_fit, y_fit = train.features, data.y_train
+    if len(data.y_val):     # a train split of one series per class (Fungi) leaves no validation series
+        val = evaluate_split(tok, xs["val"])
+        probes = linear_probes(train.features, data.y_train, val.features, data.y_val)
+        metrics |= {"val/recon_loss": val.recon_loss, "val/svm_acc": probes["svm_acc"], "val/knn_acc": probes["knn_acc"]}
+        f_fit, y_fit = np.concatenate([f_fit, val.features]), np.concatenate([y_fit, data.y_val])
+    else:
+        metrics |= {"val/recon_loss": math.nan, "val/svm_acc": math.nan, "val/knn_acc": math.nan}
     if final:
         # Selection is over; the test probes may use every labelled train series (train + validation).
         test = evaluate_split(tok, xs["test"])
-        f_fit = np.concatenate([train.features, val.features])
-        y_fit = np.concatenate([data.y_train, data.y_val])
         probes = linear_probes(f_fit, y_fit, test.features, data.y_test)
         metrics.update({"test/svm_acc": probes["svm_acc"], "test/knn_acc": probes["knn_acc"],
                         "test/recon_loss": test.recon_loss})

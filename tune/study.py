@@ -6,6 +6,7 @@ written to MLflow or the results directory.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -224,12 +225,32 @@ def run_study(plan: StudyPlan) -> int:
     return 0
 
 
+def check_address(address: str) -> str:
+    """Fail fast on an unreachable cluster: ray.init retries an unreachable GCS for minutes.
+
+    'auto' is resolved like Ray does, through the address file of a `ray start` on this host.
+    """
+    if address == "auto":
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if not current.exists():
+            raise UsageError("--address auto found no running Ray cluster on this host; start one with "
+                             "`ray start --head` or drop --address to start a local one")
+        address = current.read_text().split()[0]
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError):
+        raise UsageError(f"cannot reach the Ray cluster at {address}; start one with `ray start --head` "
+                         f"or drop --address to start a local one") from None
+    return address
+
+
 def _start_ray(plan: StudyPlan):
     import ray
 
     try:
         if plan.address:
-            return ray.init(address=plan.address, logging_level="WARNING")
+            return ray.init(address=check_address(plan.address), logging_level="WARNING")
         return ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True,
                         dashboard_host="127.0.0.1", logging_level="WARNING")
     except (ConnectionError, RuntimeError, TimeoutError, ValueError) as err:

@@ -17,6 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 TRIAL_TAG = "ray.trial_id"
+KEY_TAG = "ssl_vqvae.trial_key"      # (search group, seed): the same after a driver kill and resume
 ROLE_TAG = "ssl_vqvae.role"          # "parent" | "trial"
 PARENT_TAG = "mlflow.parentRunId"
 BATCH = 900                          # MLflow accepts at most 1000 metrics per log_batch
@@ -90,19 +91,27 @@ class StudyTracker:
 
 
 class TrialRun:
-    """Trial side: the child run of one Ray trial, created once and found again after a retry."""
+    """Trial side: the child run of one Ray trial, created once and found again after a retry.
+
+    A retried trial keeps its Ray trial id. A trial that Tune had not yet recorded when the driver
+    was killed comes back under a new id but the same search group and seed (the searcher is
+    restored and deterministic), so runs are found by that key too: nothing is logged twice.
+    """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
-                 run_name: str, params: dict[str, Any]):
+                 trial_key: str, run_name: str, params: dict[str, Any]):
         self.client = MlflowClient(tracking_uri)
-        found = self.client.search_runs([experiment_id], f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1)
+        found = self.client.search_runs(
+            [experiment_id], f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1) or self.client.search_runs(
+            [experiment_id], f"tags.`{KEY_TAG}` = '{trial_key}'", max_results=1)
         if found:
             self.run = found[0]
+            self.client.set_tag(self.run_id, TRIAL_TAG, trial_id)
             if self.run.info.status != "FINISHED":
-                self.client.update_run(self.run.info.run_id, status="RUNNING")
+                self.client.update_run(self.run_id, status="RUNNING")
         else:
             self.run = self.client.create_run(experiment_id, run_name=run_name, tags={
-                TRIAL_TAG: trial_id, ROLE_TAG: "trial", PARENT_TAG: parent_run_id,
+                TRIAL_TAG: trial_id, KEY_TAG: trial_key, ROLE_TAG: "trial", PARENT_TAG: parent_run_id,
                 "dataset": params.get("dataset", ""), "ssl_method": params.get("ssl_method", "")})
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         self._pending: list[Metric] = []

@@ -37,8 +37,9 @@ def run_name(cfg: TrainConfig) -> str:
 def run_trial(config: dict, *, trial_id: str, to_tune: ToTune, workdir: Path) -> dict:
     """Train `config`, log it to its MLflow child run, report evaluations to Tune; return final metrics."""
     cfg = from_flat_dict(config)
+    key = f"{config.get('_group', trial_id)}-s{cfg.seed}"
     tracker = TrialRun(config["_tracking_uri"], config["_experiment_id"], config["_parent_runs"][cfg.dataset],
-                       trial_id, run_name(cfg), to_flat_dict(cfg))
+                       trial_id, key, run_name(cfg), to_flat_dict(cfg))
     finished = tracker.finished_metrics()
     if finished is not None:          # the run had finished before the study driver was killed
         to_tune(finished, False)

@@ -1,0 +1,97 @@
+"""End-to-end studies with a real local Ray cluster, real Optuna and a real MLflow store."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from study_helpers import CLI, CONTRACT, REPO, cli, client, runs, study_env
+
+pytestmark = pytest.mark.slow
+SMOKE = ["--space", "aug_weight", "--budget", "smoke", "--set", "proj_dim=64"]
+
+
+def _best_by_validation(children):
+    """The parent's best configuration recomputed from the children: mean validation accuracy per group."""
+    by_group = {}
+    for r in children:
+        if r.data.params["ssl_method"] == "none":
+            continue
+        key = (r.data.params["ssl_method"], r.data.params["aug_set"], r.data.params["aug_recon_weight"])
+        by_group.setdefault(key, []).append(r.data.metrics["val/svm_acc"])
+    return max(by_group, key=lambda k: sum(by_group[k]) / len(by_group[k]))
+
+
+def test_smoke_study_on_two_bundled_datasets(tmp_path):
+    proc = cli(tmp_path, *SMOKE, "--datasets", "GunPoint,ItalyPowerDemand", "--name", "smoke")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Ray dashboard: http://127.0.0.1:" in proc.stdout
+    assert "mlflow ui --backend-store-uri sqlite:///" in proc.stdout
+
+    parents = runs(tmp_path, "smoke", "parent")
+    children = runs(tmp_path, "smoke", "trial")
+    assert sorted(p.data.tags["dataset"] for p in parents) == ["GunPoint", "ItalyPowerDemand"]
+    assert len(children) == 2 * (1 + 2)                                   # (baseline + 2 configs) x 1 seed
+    assert len({c.data.tags["ray.trial_id"] for c in children}) == len(children)
+    for parent in parents:
+        mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert len(mine) == 3 and {c.data.params["dataset"] for c in mine} == {parent.data.tags["dataset"]}
+        assert sum(c.data.params["ssl_method"] == "none" for c in mine) == 1
+        best = (parent.data.tags["best.ssl_method"], parent.data.tags["best.aug_set"],
+                parent.data.tags["best.aug_recon_weight"])
+        assert best == _best_by_validation(mine)     # selection by validation, never by test
+        assert "best/test_svm_acc" in parent.data.metrics and "baseline/test_svm_acc" in parent.data.metrics
+    c = client(tmp_path)
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert CONTRACT <= child.data.metrics.keys()
+        assert {"dataset", "ssl_method", "aug_set", "aug_recon_weight", "seed", "tokenizer.codebook_size",
+                "proj_dim", "lr"} <= child.data.params.keys()
+        assert len(c.get_metric_history(child.info.run_id, "train/loss")) == 2    # per epoch
+        arts = {a.path for a in c.list_artifacts(child.info.run_id)}
+        assert {"config.json", "plots", "checkpoint"} <= arts
+
+
+def test_ray_train_executor_on_cpu(tmp_path):
+    proc = cli(tmp_path, *SMOKE, "--datasets", "GunPoint", "--num-samples", "1", "--executor", "train",
+               "--name", "train-path")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    children = runs(tmp_path, "train-path", "trial")
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    assert all(CONTRACT <= c.data.metrics.keys() for c in children)
+    assert (tmp_path / "ray_results" / "train-path-train").is_dir()      # Ray Train's own run storage
+
+
+def test_kill_and_resume_neither_loses_nor_repeats_trials(tmp_path):
+    args = [sys.executable, str(CLI), "--results-dir", str(tmp_path), "--no-report", *SMOKE,
+            "--datasets", "GunPoint", "--num-samples", "3", "--set", "epochs=3", "--name", "killed"]
+    proc = subprocess.Popen(args, cwd=REPO, env=study_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if any(r.info.status == "FINISHED" for r in runs(tmp_path, "killed", "trial")):
+            break
+        time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("no trial finished within 300 s")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = {r.data.tags["ssl_vqvae.trial_key"]: r.info.run_id
+                       for r in runs(tmp_path, "killed", "trial") if r.info.status == "FINISHED"}
+    time.sleep(5)                                   # let the killed cluster's processes go
+
+    resumed = cli(tmp_path, "--resume", "--name", "killed", "--space", "aug_weight", "--budget", "smoke")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    children = runs(tmp_path, "killed", "trial")
+    keys = Counter(r.data.tags["ssl_vqvae.trial_key"] for r in children)
+    assert len(keys) == 1 + 3 and set(keys.values()) == {1}, keys         # every trial once, none twice
+    assert all(r.info.status == "FINISHED" for r in children)
+    for key, run_id in finished_before.items():                           # finished trials were not re-trained
+        history = client(tmp_path).get_metric_history(run_id, "train/loss")
+        assert sorted(m.step for m in history) == [1, 2, 3], (key, history)
