@@ -9,6 +9,7 @@ import os
 import socket
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,11 +171,13 @@ def run_study(plan: StudyPlan) -> int:
 
     from tune.search import StudySearch
     from tune.summary import summarize
-    from tune.trial import stage1_trainable, train_driver
+    from tune.trial import TrialContext, stage1_trainable, train_driver
     from tune.tracking import StudyTracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", message="The number of trials is too small to compute importances")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     start = time.time()
     ctx = _start_ray(plan)
     try:
@@ -187,22 +190,23 @@ def run_study(plan: StudyPlan) -> int:
                                                "grid": plan.grid, "seeds": plan.seeds, "num_samples": plan.num_samples,
                                                **plan.train})
                    for ds in plan.datasets}
-        if plan.executor == "train":
-            trainable = tune.with_resources(train_driver, {"cpu": 0, "memory": 256 * 1024 ** 2})
+        context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
+                               parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
+                               gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"))
+        if plan.executor == "train":   # the trial only drives: its Train worker holds the CPUs / GPUs
+            trainable = tune.with_resources(tune.with_parameters(train_driver, context=context),
+                                            {"cpu": 0, "memory": 256 * 1024 ** 2})
         else:
-            trainable = tune.with_resources(stage1_trainable, {"cpu": plan.cpus_per_trial})
+            trainable = tune.with_resources(tune.with_parameters(stage1_trainable, context=context),
+                                            {"cpu": plan.cpus_per_trial})
         path = plan.storage / plan.name
         if plan.resume:
             if not tune.Tuner.can_restore(str(path)):
                 raise UsageError(f"study {plan.name} has no Tune state to resume at {path}; start it again without --resume")
             tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
         else:
-            base = {**plan.train, "_tracking_uri": plan.tracking_uri, "_experiment_id": tracker.experiment_id,
-                    "_parent_runs": parents, "_ucr_root": plan.ucr_root,
-                    "_resources": {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial},
-                    "_train_storage": str(plan.storage / f"{plan.name}-train")}
             searcher = StudySearch(plan.datasets, plan.space, num_samples=plan.num_samples, seeds=plan.seeds,
-                                   metric=METRIC, mode=MODE, seed=plan.seed, grid=plan.grid, base=base)
+                                   metric=METRIC, mode=MODE, seed=plan.seed, grid=plan.grid, base=plan.train)
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
@@ -210,7 +214,7 @@ def run_study(plan: StudyPlan) -> int:
                     max_concurrent_trials=plan.max_concurrent or _slots(plan, ray.cluster_resources()),
                     reuse_actors=plan.executor == "function", trial_dirname_creator=_trial_dirname),
                 run_config=tune.RunConfig(
-                    name=plan.name, storage_path=str(plan.storage),
+                    name=plan.name, storage_path=str(plan.storage), verbose=1,
                     failure_config=tune.FailureConfig(max_failures=2),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     callbacks=[TrialStatus(plan.tracking_uri, plan.name)]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -28,17 +29,29 @@ EVAL_KEY = "val/svm_acc"   # present in a report exactly when the epoch evaluate
 ToTune = Callable[[dict, bool], None]  # (metrics, attach_checkpoint)
 
 
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a study shares but Optuna does not search (passed with tune.with_parameters)."""
+    tracking_uri: str
+    experiment_id: str
+    parent_runs: dict[str, str]      # dataset -> MLflow parent run id
+    ucr_root: str | None = None
+    cpus: float = 1.0                # per Ray Train worker
+    gpus: float = 0.0
+    train_storage: str = ""          # Ray Train's run storage (the Ray Train path)
+
+
 def run_name(cfg: TrainConfig) -> str:
     if cfg.ssl_method == "none":
         return f"{cfg.dataset}-none-s{cfg.seed}"
     return f"{cfg.dataset}-{cfg.ssl_method}-{cfg.aug_set}-w{cfg.aug_recon_weight:.3f}-s{cfg.seed}"
 
 
-def run_trial(config: dict, *, trial_id: str, to_tune: ToTune, workdir: Path) -> dict:
+def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: ToTune, workdir: Path) -> dict:
     """Train `config`, log it to its MLflow child run, report evaluations to Tune; return final metrics."""
     cfg = from_flat_dict(config)
     key = f"{config.get('_group', trial_id)}-s{cfg.seed}"
-    tracker = TrialRun(config["_tracking_uri"], config["_experiment_id"], config["_parent_runs"][cfg.dataset],
+    tracker = TrialRun(context.tracking_uri, context.experiment_id, context.parent_runs[cfg.dataset],
                        trial_id, key, run_name(cfg), to_flat_dict(cfg))
     finished = tracker.finished_metrics()
     if finished is not None:          # the run had finished before the study driver was killed
@@ -46,7 +59,7 @@ def run_trial(config: dict, *, trial_id: str, to_tune: ToTune, workdir: Path) ->
         return finished
     started = time.perf_counter()
     try:
-        data = load_dataset(cfg.dataset, config.get("_ucr_root"), val_fraction=cfg.val_fraction,
+        data = load_dataset(cfg.dataset, context.ucr_root, val_fraction=cfg.val_fraction,
                             seed=cfg.seed, nan_policy=cfg.nan_policy)
 
         def report(metrics: dict, epoch: int) -> None:
@@ -79,7 +92,7 @@ def log_artifacts(tracker: TrialRun, cfg: TrainConfig, data: UCRDataset, workdir
     tracker.log_artifact(workdir / TOKENIZER_FILE, "checkpoint")
 
 
-def stage1_trainable(config: dict) -> None:
+def stage1_trainable(config: dict, context: TrialContext) -> None:
     """Tune function trainable: the loop runs in the trial's own process."""
     from ray import tune
 
@@ -92,7 +105,7 @@ def stage1_trainable(config: dict) -> None:
         def to_tune(metrics: dict, attach: bool) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d) if attach else None)
 
-        run_trial(config, trial_id=trial_id, to_tune=to_tune, workdir=Path(d))
+        run_trial(config, context, trial_id=trial_id, to_tune=to_tune, workdir=Path(d))
 
 
 def train_worker(config: dict) -> None:
@@ -107,10 +120,10 @@ def train_worker(config: dict) -> None:
         def to_tune(metrics: dict, attach: bool) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d) if attach else None)
 
-        run_trial(config, trial_id=config["_trial_id"], to_tune=to_tune, workdir=Path(d))
+        run_trial(config, config["_context"], trial_id=config["_trial_id"], to_tune=to_tune, workdir=Path(d))
 
 
-def train_driver(config: dict) -> None:
+def train_driver(config: dict, context: TrialContext) -> None:
     """Tune trial that launches one Ray Train run; its name is stable, so a retry restores it."""
     import ray.train
     from ray import tune
@@ -118,14 +131,13 @@ def train_driver(config: dict) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = tune.get_context().get_trial_id()
-    res = config["_resources"]
-    worker = {"CPU": res["cpu"], **({"GPU": res["gpu"]} if res["gpu"] else {})}
+    worker = {"CPU": context.cpus, **({"GPU": context.gpus} if context.gpus else {})}
     TorchTrainer(
         train_worker,
-        train_loop_config={**config, "_trial_id": trial_id},
-        scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=res["gpu"] > 0, resources_per_worker=worker),
+        train_loop_config={**config, "_trial_id": trial_id, "_context": context},
+        scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=context.gpus > 0, resources_per_worker=worker),
         run_config=ray.train.RunConfig(
-            name=f"train-{trial_id}", storage_path=config["_train_storage"], callbacks=[TuneReportCallback()],
+            name=f"train-{trial_id}", storage_path=context.train_storage, callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=1),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
     ).fit()
