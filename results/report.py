@@ -1,0 +1,300 @@
+"""The study's answer: tables, figures and significance tests read back from its MLflow store.
+
+Writes `<results-dir>/<study>/` and logs the same files to the study's MLflow parent runs under
+`report/`. Works on a partial or running study: only FINISHED trials enter the tables, and the
+summary names the trials that are missing, failed or still running.
+
+examples:
+  python results/report.py --study aug_weight-quick-20260101-120000
+  python results/report.py --study my-study --mlflow-uri http://mlflow:5000 --results-dir /tmp/out
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+if __name__ == "__main__" and not __package__:   # `python results/report.py`: import from the repo root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import pandas as pd  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from results.figures import cd_figure, save_figure, weight_figure  # noqa: E402
+from results.stats import average_ranks, mean_ci, wilcoxon_holm  # noqa: E402
+from tune.cli import UsageError, run_cli  # noqa: E402
+from tune.tracking import KEY_TAG, PARENT_TAG, ROLE_TAG, default_tracking_uri  # noqa: E402
+
+DEFAULT_RESULTS = Path(__file__).resolve().parent
+METRICS = ["test/svm_acc", "test/knn_acc", "test/recon_loss", "val/svm_acc", "codebook/perplexity",
+           "codebook/usage", "time/train_s", "time/trial_s", "gen/fid", "gen/is", "gen/cas"]
+CONFIG = ["ssl_method", "aug_set", "aug_recon_weight"]
+BASELINE, SELECT_BY, SCORE, ALPHA = "none", "val_svm_acc_mean", "test_svm_acc_mean", 0.05
+
+
+@dataclass(frozen=True)
+class StudyRuns:
+    name: str
+    parents: pd.DataFrame     # one row per dataset: run_id, dataset, seeds, num_samples
+    trials: pd.DataFrame      # one row per child run: run_id, parent, key, status, error, params, metrics
+    config: list[str]         # the params that identify a configuration (CONFIG + any other that varies)
+
+
+def col(metric: str) -> str:
+    return metric.replace("/", "_")
+
+
+def method_of(ssl_method: str, aug_set: str) -> str:
+    return BASELINE if ssl_method == BASELINE and aug_set in (BASELINE, "") else f"{ssl_method}/{aug_set}"
+
+
+def load_study(study: str, tracking_uri: str) -> StudyRuns:
+    """Every run of the study's experiment; raises UsageError (one line) on a bad store or name."""
+    path = _local_store(tracking_uri)
+    if path is not None and not path.exists():
+        raise UsageError(f"no MLflow store at {path}; pass the study's --results-dir or --mlflow-uri")
+    client = MlflowClient(tracking_uri)
+    try:
+        exp = client.get_experiment_by_name(study)
+        if exp is None:
+            known = [e.name for e in client.search_experiments() if e.name != "Default"]
+            raise UsageError(f"no study {study!r} in {tracking_uri}; studies there: {', '.join(known) or 'none'}")
+        runs, token = [], None
+        while True:
+            page = client.search_runs([exp.experiment_id], max_results=10_000, page_token=token)
+            runs += list(page)
+            token = page.token
+            if not token:
+                break
+    except MlflowException as err:
+        raise UsageError(f"cannot read the MLflow store {tracking_uri}: {str(err).splitlines()[0]}") from None
+    parents = pd.DataFrame([{"run_id": r.info.run_id, "dataset": r.data.tags.get("dataset", r.info.run_name),
+                             **{k: _count(r.data.params.get(k)) for k in ("seeds", "num_samples")}}
+                            for r in runs if r.data.tags.get(ROLE_TAG) == "parent"],
+                           columns=["run_id", "dataset", "seeds", "num_samples"]).sort_values("dataset")
+    children = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial"]
+    params = sorted({k for r in children for k in r.data.params})
+    trials = pd.DataFrame([{"run_id": r.info.run_id, "parent": r.data.tags.get(PARENT_TAG),
+                            "key": r.data.tags.get(KEY_TAG, r.info.run_name), "status": r.info.status,
+                            "error": _last_line(r.data.tags.get("error", "")), **r.data.params, **r.data.metrics}
+                           for r in children])
+    first = ["run_id", "parent", "key", "status", "error", "dataset", *CONFIG, "seed"]
+    trials = trials.reindex(columns=list(dict.fromkeys(first + list(trials.columns))))
+    trials["aug_recon_weight"] = pd.to_numeric(trials["aug_recon_weight"], errors="coerce")
+    trials["seed"] = pd.to_numeric(trials["seed"], errors="coerce")
+    varying = [k for k in params if k not in (*CONFIG, "dataset", "seed") and trials[k].nunique(dropna=False) > 1]
+    for k in varying:            # e.g. lr or codebook size in the `full` space: sort them as numbers
+        number = pd.to_numeric(trials[k], errors="coerce")
+        trials[k] = number if number.notna().sum() == trials[k].notna().sum() else trials[k]
+    return StudyRuns(study, parents.reset_index(drop=True), trials, CONFIG + varying)
+
+
+def per_config(runs: StudyRuns) -> pd.DataFrame:
+    """Per dataset and configuration: seed counts, then mean and 95% t-interval half-width per metric."""
+    t, keys = runs.trials, ["dataset", *runs.config]
+    metrics = [m for m in METRICS if m in t.columns]
+    rows = []
+    for values, g in t.groupby(keys, dropna=False, sort=False):
+        done = g[g["status"] == "FINISHED"]
+        row = dict(zip(keys, values))
+        row |= {"method": method_of(row["ssl_method"], row["aug_set"]), "n_seeds": len(done),
+                "n_failed": int(g["status"].isin(["FAILED", "KILLED"]).sum()),
+                "n_running": int((g["status"] == "RUNNING").sum())}
+        for m in metrics:
+            row[f"{col(m)}_mean"], row[f"{col(m)}_ci95"] = mean_ci(done[m])
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=[*keys, "method", "n_seeds", "n_failed", "n_running"] +
+                         [f"{col(m)}_{s}" for m in metrics for s in ("mean", "ci95")])
+    order = table.assign(_b=table["method"] != BASELINE).sort_values(["dataset", "_b", "method", *runs.config[2:]])
+    return order.drop(columns="_b").reset_index(drop=True)
+
+
+def select_best(table: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and method, the configuration with the best validation SVM accuracy (never test)."""
+    if SELECT_BY not in table or SCORE not in table:
+        return table.iloc[0:0]
+    ok = table.dropna(subset=[SELECT_BY, SCORE])
+    return ok.loc[ok.groupby(["dataset", "method"])[SELECT_BY].idxmax()].reset_index(drop=True)
+
+
+def trial_status(runs: StudyRuns) -> pd.DataFrame:
+    """Per dataset: trials expected from the parent's seeds x (1 + num_samples), found by status, missing."""
+    rows = []
+    for p in runs.parents.itertuples():
+        kids = runs.trials[runs.trials["parent"] == p.run_id]
+        counts = kids["status"].value_counts()
+        row = {"dataset": p.dataset, "expected": math.nan, "found": len(kids),
+               **{s.lower(): int(counts.get(s, 0)) for s in ("FINISHED", "FAILED", "KILLED", "RUNNING")},
+               "missing": math.nan, "missing_trials": ""}
+        if not (math.isnan(p.seeds) or math.isnan(p.num_samples)):
+            seeds, groups = int(p.seeds), ["baseline"] + [f"{i:04d}" for i in range(int(p.num_samples))]
+            expected = {f"{p.dataset}-{g}-s{s}" for g in groups for s in range(seeds)}
+            row["expected"], row["missing"] = len(expected), max(len(expected) - len(kids), 0)
+            if set(kids["key"]) <= expected:   # keys follow tune/search.py's naming: name the missing ones
+                row["missing_trials"] = " ".join(sorted(expected - set(kids["key"])))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["dataset", "expected", "found", "finished", "failed", "killed", "running",
+                                       "missing", "missing_trials"])
+
+
+def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> Path:
+    """Write results_dir/<study>/ and log it to the study's parent runs; returns that folder."""
+    runs = load_study(study, tracking_uri)
+    out = Path(results_dir) / study
+    out.mkdir(parents=True, exist_ok=True)
+    table, status = per_config(runs), trial_status(runs)
+    shared = _tables(out, "per_config", table, _display(table, runs.config))
+    runs.trials.sort_values("key").to_csv(out / "trials.csv", index=False)
+    shared.append(out / "trials.csv")
+    colours = {s: f"C{i}" for i, s in enumerate(sorted(set(table["ssl_method"]) - {BASELINE}))} | {BASELINE: "k"}
+    per_dataset: dict[str, list[Path]] = {}
+    for ds in table["dataset"].unique():
+        fig = weight_figure(table, ds, colours, BASELINE)
+        if fig is not None:
+            per_dataset[ds] = save_figure(fig, out / f"weight_{ds}")
+    best = select_best(table)
+    scores = best.pivot(index="dataset", columns="method", values=SCORE) if len(best) else pd.DataFrame()
+    ranks = average_ranks(scores)
+    if BASELINE in scores and scores.shape[1] > 1:
+        ranks = ranks.join(wilcoxon_holm(scores, BASELINE, alpha=ALPHA))
+    cd_note = "No finished trial with validation and test accuracy yet: no ranks."
+    if len(scores.columns):
+        fig, cd_note = cd_figure(scores, ALPHA)
+        shared += save_figure(fig, out / "cd_diagram")
+    shared += _tables(out, "ranks", ranks.reset_index(), _fmt_frame(ranks.reset_index()), cd_note)
+    best = best.reindex(columns=["dataset", "method", *runs.config[2:], "n_seeds", SELECT_BY, SCORE])
+    shared += _tables(out, "selected", best, _fmt_frame(best),
+                      "Per dataset and method, the configuration with the best mean validation SVM accuracy.")
+    (out / "summary.md").write_text(summary_text(runs, table, status, ranks, cd_note))
+    shared.append(out / "summary.md")
+    _log_to_parents(tracking_uri, runs.parents, shared, per_dataset)
+    return out
+
+
+def summary_text(runs: StudyRuns, table: pd.DataFrame, status: pd.DataFrame, ranks: pd.DataFrame,
+                 cd_note: str) -> str:
+    n_exp = status["expected"].sum(min_count=len(status)) if len(status) else math.nan
+    lines = [f"# Study {runs.name}", "",
+             f"{len(runs.parents)} dataset(s): {', '.join(runs.parents['dataset'])}. Only FINISHED trials enter "
+             "the tables; each method's configuration is chosen per dataset by validation SVM accuracy (mean over "
+             "seeds), and test accuracy is only reported.", "", "## Trials", "",
+             f"Expected {'unknown' if pd.isna(n_exp) else int(n_exp)}, finished {status['finished'].sum()}, "
+             f"failed {status['failed'].sum()}, killed {status['killed'].sum()}, running {status['running'].sum()}, "
+             f"missing {'unknown' if pd.isna(n_exp) else int(status['missing'].sum())}.", "",
+             markdown(_fmt_frame(status.drop(columns="missing_trials")))]
+    missing = " ".join(k for k in status["missing_trials"] if k)
+    if missing:
+        lines += ["", f"Missing trials (not started or not yet logged): {missing}."]
+    for label, states in (("Failed or killed", ["FAILED", "KILLED"]),
+                          ("Running (or stopped without closing its run)", ["RUNNING"])):
+        bad = runs.trials[runs.trials["status"].isin(states)].sort_values("key")
+        if len(bad):
+            lines += ["", f"{label} trials:"] + [f"- {r.key} ({r.status}){': ' + r.error if r.error else ''}"
+                                                 for r in bad.itertuples()]
+    lines += ["", "## Seeds", ""]
+    done = table[table["n_seeds"] > 0]
+    if not len(done):
+        lines.append("No finished trial yet: no tables, figures or tests.")
+    elif done["n_seeds"].max() <= 1:
+        lines.append("One seed per configuration: the tables show means without confidence intervals "
+                     "(a t-interval needs at least two seeds).")
+    else:
+        one = int((done["n_seeds"] == 1).sum())
+        lines.append(f"Means over up to {done['n_seeds'].max()} seeds with 95% t-intervals"
+                     + (f"; {one} configuration(s) have one finished seed and no interval." if one else "."))
+    lines += ["", "## Against the baseline", "", cd_note, ""]
+    if "p_holm" not in ranks:
+        lines.append(f"No comparison: the `{BASELINE}` baseline and at least one other method need finished trials.")
+    else:
+        for method, r in ranks.drop(index=BASELINE).sort_values("p_holm").iterrows():
+            if not r.n_paired:
+                lines.append(f"- {method}: no dataset where both it and {BASELINE} finished; not tested.")
+                continue
+            verdict = (("significantly better than" if r.mean_diff > 0 else "significantly worse than") if r.significant
+                       else "not significantly different from")
+            lines.append(f"- {method} is {verdict} {BASELINE} (test SVM accuracy, Holm p = {r.p_holm:.3g}, "
+                         f"Wilcoxon p = {r.p_value:.3g}): better on {int(r.wins)}, tied on {int(r.ties)}, worse on "
+                         f"{int(r.losses)} of {int(r.n_paired)} dataset(s), mean difference {r.mean_diff:+.4f}.")
+        if ranks["n_paired"].max() < 6:
+            lines += ["", "With fewer than 6 datasets a two-sided Wilcoxon test cannot reach p < 0.05: "
+                          "no difference can be significant yet."]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(str, frame.columns)) + " |\n|" + "---|" * len(frame.columns)
+    return "\n".join([head] + ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)])
+
+
+def _display(table: pd.DataFrame, config: list[str]) -> pd.DataFrame:
+    """per_config.md: `mean ± ci` per metric, the mean alone where there is no interval."""
+    shown = _fmt_frame(table[["dataset", "method", *config[2:], "n_seeds", "n_failed", "n_running"]])
+    for c in [c[:-5] for c in table if c.endswith("_mean")]:
+        shown[c] = [_num(m) + ("" if pd.isna(h) else f" ± {_num(h)}")
+                    for m, h in zip(table[f"{c}_mean"], table[f"{c}_ci95"])]
+    return shown
+
+
+def _fmt_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.apply(lambda c: c.map(_num) if c.dtype.kind == "f" else c.where(c.notna(), "–"))
+
+
+def _num(v) -> str:
+    return "–" if pd.isna(v) else f"{v:.4g}"
+
+
+def _tables(out: Path, name: str, frame: pd.DataFrame, shown: pd.DataFrame, note: str = "") -> list[Path]:
+    frame.to_csv(out / f"{name}.csv", index=False)
+    (out / f"{name}.md").write_text(markdown(shown) + (f"\n\n{note}\n" if note else "\n"))
+    return [out / f"{name}.csv", out / f"{name}.md"]
+
+
+def _log_to_parents(tracking_uri: str, parents: pd.DataFrame, shared: list[Path],
+                    per_dataset: dict[str, list[Path]]) -> None:
+    """Cross-dataset files to every parent run, a dataset's figures to its own; warn, don't fail, on errors."""
+    client = MlflowClient(tracking_uri)
+    try:
+        for p in parents.itertuples():
+            for f in shared + per_dataset.get(p.dataset, []):
+                client.log_artifact(p.run_id, str(f), "report")
+    except (MlflowException, OSError) as err:
+        print(f"warning: report not logged to MLflow ({str(err).splitlines()[0]})", file=sys.stderr)
+
+
+def _local_store(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(unquote(uri[len("sqlite:///"):]))
+    if uri.startswith("file:"):
+        return Path(unquote(urlparse(uri).path))
+    return None if "://" in uri else Path(uri)
+
+
+def _count(v) -> float:
+    return float(int(v)) if v not in (None, "", "None") else math.nan
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:160] if lines else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python results/report.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--study", required=True, help="study name (its MLflow experiment)")
+    p.add_argument("--results-dir", help="where <study>/ is written and the default store lives (default: results/)")
+    p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite under --results-dir)")
+    args = p.parse_args(argv)
+    results_dir = Path(args.results_dir).expanduser().resolve() if args.results_dir else DEFAULT_RESULTS
+    out = write_report(args.study, tracking_uri=args.mlflow_uri or default_tracking_uri(results_dir),
+                       results_dir=results_dir)
+    print(f"report: {out} (summary.md, per_config, ranks, figures)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
