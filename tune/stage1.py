@@ -80,6 +80,33 @@ def evaluate(model: SSLVQVAE, data: UCRDataset, xs: dict[str, torch.Tensor], fin
     return metrics
 
 
+def train_epoch(model: SSLVQVAE, opt, sched, x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator,
+                steps: int) -> tuple[float, float]:
+    """One pass over x: (n, 1, l) in `steps` near-equal shuffled batches; returns (mean loss, augmentation s)."""
+    model.train()
+    total, aug_s = torch.zeros((), device=x.device), 0.0
+    for idx in torch.tensor_split(torch.randperm(len(x), generator=gen), steps):
+        xb = x[idx.to(x.device)]
+        x_aug = None
+        if cfg.ssl_method != "none":
+            t0 = time.perf_counter()
+            x_aug = augment(xb, cfg.aug_set, gen)
+            aug_s += time.perf_counter() - t0
+        out = model(xb, x_aug)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+        sched.step()
+        total += out.loss.detach()
+    return float(total) / steps, aug_s
+
+
+def make_optimizer(model: SSLVQVAE, cfg: TrainConfig, total_steps: int):
+    """AdamW (fused kernel: one pass over every parameter) with a cosine schedule over the whole run."""
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+
+
 def train_stage1(cfg: TrainConfig, data: UCRDataset | None = None, *, report: Report | None = None,
                  checkpoint_dir: str | Path | None = None, ucr_root: str | None = None) -> dict[str, float]:
     """Train `cfg`, report metrics every epoch, and return the final metrics (test/* included).
@@ -99,9 +126,7 @@ def train_stage1(cfg: TrainConfig, data: UCRDataset | None = None, *, report: Re
     xs = _split_tensors(data, device)
     n = len(xs["train"])
     steps = max(1, math.ceil(n / cfg.batch_size))   # near-equal batches: no size-1 batch for BatchNorm
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            fused=device.type == "cuda")
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
+    opt, sched = make_optimizer(model, cfg, cfg.epochs * steps)
     gen = torch.Generator().manual_seed(cfg.seed)   # shuffling and augmentation parameters
 
     start, train_s, final = 0, 0.0, None
@@ -115,24 +140,13 @@ def train_stage1(cfg: TrainConfig, data: UCRDataset | None = None, *, report: Re
         report(final, cfg.epochs)
         return final
 
-    ssl = cfg.ssl_method != "none"
     for epoch in range(start, cfg.epochs):
-        model.train()
-        t0, total = time.perf_counter(), torch.zeros((), device=device)
-        for idx in torch.tensor_split(torch.randperm(n, generator=gen), steps):
-            xb = xs["train"][idx.to(device)]
-            x_aug = augment(xb, cfg.aug_set, gen) if ssl else None
-            out = model(xb, x_aug)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
-            sched.step()
-            total += out.loss.detach()
+        t0 = time.perf_counter()
+        loss, _ = train_epoch(model, opt, sched, xs["train"], cfg, gen, steps)
         epoch_s = time.perf_counter() - t0
         train_s += epoch_s
         done = epoch + 1
-        metrics = {"train/loss": float(total) / steps, "time/epoch_s": epoch_s, "time/train_s": train_s,
-                   "epochs_done": done}
+        metrics = {"train/loss": loss, "time/epoch_s": epoch_s, "time/train_s": train_s, "epochs_done": done}
         if done % cfg.eval_every == 0 or done == cfg.epochs:
             metrics.update(evaluate(model, data, xs, final=done == cfg.epochs))
             if done == cfg.epochs:

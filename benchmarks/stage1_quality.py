@@ -1,0 +1,81 @@
+"""Stage-1 quality of the reference study's 7 configurations, one CSV row per (dataset, config, seed).
+
+    python benchmarks/stage1_quality.py --ucr-root ../shared/ucr --datasets SonyAIBORobotSurface1,ECG5000 \\
+        --epochs 200 --seeds 2 --out benchmarks/out/quality.csv [--workers 2] [--set proj_dim=4096]
+
+Runs are independent processes (one thread each, `--workers` at a time), trained with the study's loop
+on the train split minus validation; the test split is touched only for the reported metrics.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REFERENCE = ["none", "barlowtwins+warp", "barlowtwins+slice", "barlowtwins+gauss",
+             "vibcreg+warp", "vibcreg+slice", "vibcreg+gauss"]
+COLUMNS = ["dataset", "config", "seed", "epochs", "test/svm_acc", "test/knn_acc", "test/recon_loss",
+           "val/svm_acc", "codebook/perplexity", "codebook/usage", "train_s"]
+
+
+def run_one(dataset: str, config: str, seed: int, epochs: int, ucr_root: str | None, overrides: dict) -> dict:
+    import torch
+
+    from tune.config import from_flat_dict
+    from tune.stage1 import train_stage1
+
+    torch.set_num_threads(1)
+    ssl_method, _, aug_set = config.partition("+")
+    cfg = from_flat_dict({"dataset": dataset, "ssl_method": ssl_method, "aug_set": aug_set or "none",
+                          "seed": seed, "epochs": epochs, "eval_every": epochs, **overrides})
+    t0 = time.perf_counter()
+    final = train_stage1(cfg, ucr_root=ucr_root)
+    row = {"dataset": dataset, "config": config, "seed": seed, "epochs": epochs, "train_s": time.perf_counter() - t0}
+    row.update({k: final[k] for k in COLUMNS if k in final})
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ucr-root")
+    p.add_argument("--datasets", required=True, help="comma-separated UCR names")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--configs", default=",".join(REFERENCE))
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", required=True, help="CSV file (rows are appended as runs finish)")
+    args = p.parse_args()
+    from tune.cli import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    jobs = [(d.strip(), c.strip(), s) for d in args.datasets.split(",") for c in args.configs.split(",")
+            for s in range(args.seeds)]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh, ProcessPoolExecutor(args.workers) as pool:
+        writer = csv.DictWriter(fh, COLUMNS)
+        writer.writeheader()
+        futures = [pool.submit(run_one, d, c, s, args.epochs, args.ucr_root, overrides) for d, c, s in jobs]
+        rows = []
+        for f in futures:
+            row = f.result()
+            rows.append(row)
+            writer.writerow(row)
+            fh.flush()
+            print(f"{row['dataset']:24s} {row['config']:20s} seed {row['seed']}  svm {row['test/svm_acc']:.3f}  "
+                  f"knn {row['test/knn_acc']:.3f}  recon {row['test/recon_loss']:.4f}  {row['train_s']:.0f}s", flush=True)
+    import pandas as pd
+
+    table = pd.DataFrame(rows).groupby(["dataset", "config"])[["test/svm_acc", "test/knn_acc", "test/recon_loss",
+                                                               "train_s"]].mean()
+    print("\nmean over seeds\n" + table.round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""SSL-VQ-VAE: the stage-1 tokenizer plus a self-supervised branch on an augmented view.
+
+x     -> STFT -> encoder -> z     -> quantizer -> z_q -> decoder -> x_hat      (tokenizer loss)
+x_aug -> STFT -> encoder -> z_aug (not quantized)     -> decoder -> x_aug_hat  (aug_recon_weight *)
+SSL loss between pool(z_q) and pool(z_aug) (Barlow Twins or VIbCReg through B's SSLHead).
+
+The two views go through the shared encoder in separate passes, as in the reference: the encoder
+and decoder use BatchNorm, and one joint batch would normalise the clean view with statistics of
+the augmented one, so the clean path would compute a different function in the SSL runs than in
+the baseline. The augmented pass also leaves the running statistics alone (see `frozen_bn_stats`):
+they are what eval mode, probing and the prior use, and those only ever see clean series. A joint
+pass would save nothing on the CPU (the work is in the convolutions, linear in the batch).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.ssl import SSL_METHODS, SSLHead, pool
+from models.tokenizer import Tokenizer, TokenizerConfig, TokenizerOutput, time_to_timefreq, timefreq_to_time
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    loss: Tensor                     # scalar to backpropagate
+    logs: dict[str, float]           # loss, its terms as added (aug_recon, ssl weighted), perplexity
+    tokenizer_out: TokenizerOutput   # of the clean view
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(module: nn.Module):
+    """BatchNorm layers keep normalising with batch statistics but leave their buffers unchanged.
+
+    momentum 0 makes the running update `running = 1 * running + 0 * batch`; the batch counter,
+    which still ticks, and the momenta are restored afterwards.
+    """
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield module
+    finally:
+        for m, (momentum, count) in zip(bns, saved):
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
+
+
+class SSLVQVAE(nn.Module):
+    """forward(x, x_aug) -> StepOutput; ssl_method "none" is the TimeVQVAE baseline and ignores x_aug."""
+
+    def __init__(self, length: int, tokenizer_cfg: TokenizerConfig = TokenizerConfig(), ssl_method: str = "none",
+                 aug_recon_weight: float = 0.1, proj_dim: int = 4096):
+        super().__init__()
+        if ssl_method not in SSL_METHODS:
+            raise ValueError(f"unknown ssl_method {ssl_method!r}; choose one of {', '.join(SSL_METHODS)}")
+        self.ssl_method, self.aug_recon_weight = ssl_method, aug_recon_weight
+        self.tokenizer = Tokenizer(length, tokenizer_cfg)
+        self.ssl_head = None if ssl_method == "none" else SSLHead(ssl_method, 2 * tokenizer_cfg.code_dim, proj_dim)
+
+    def forward(self, x: Tensor, x_aug: Tensor | None = None) -> StepOutput:
+        """x, x_aug: (b, c, l). Without x_aug the SSL branch is skipped in eval mode (validation)."""
+        out = self.tokenizer(x)
+        terms = dict(out.losses)
+        if self.ssl_head is not None and (x_aug is not None or self.training):
+            if x_aug is None:
+                raise ValueError(f"ssl_method {self.ssl_method!r} needs the augmented view x_aug in training mode")
+            aug_recon, z_aug = self._aug_branch(x_aug)
+            terms["aug_recon"] = self.aug_recon_weight * aug_recon
+            terms["ssl"] = self.ssl_head(pool(out.z_q), pool(z_aug))
+        loss = sum(terms.values())
+        values = torch.stack([loss, *terms.values(), out.perplexity]).detach().tolist()   # one host sync
+        logs = dict(zip(["loss", *terms, "perplexity"], values))
+        return StepOutput(loss, logs, out)
+
+    def _aug_branch(self, x_aug: Tensor) -> tuple[Tensor, Tensor]:
+        """Unweighted time + STFT reconstruction loss of the unquantized augmented view, and z_aug."""
+        tok = self.tokenizer
+        tok.check_input(x_aug)
+        with frozen_bn_stats(tok):
+            u = time_to_timefreq(x_aug, tok.cfg.n_fft)      # (b, 2c, f, t)
+            z_aug = tok.encode_timefreq(u)                   # (b, d, h, w)
+            u_hat = tok.decode_timefreq(z_aug)
+        x_hat = timefreq_to_time(u_hat, tok.cfg.n_fft, tok.length)
+        return F.mse_loss(x_hat, x_aug) + F.mse_loss(u_hat, u), z_aug
