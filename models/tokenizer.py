@@ -20,8 +20,8 @@ from models.quantizer import QuantizerOutput, VectorQuantizer
 class TokenizerConfig:
     n_fft: int = 8                  # STFT window; hop n_fft // 4 and f = n_fft // 2 + 1 rows, as the reference
     hidden: int = 64                # conv width of encoder and decoder at the token grid
-    hidden_min: int = 64            # < hidden: width halves per time doubling away from the token grid, floored
-                                    # here (16: ~3x fewer flops at l=500, ~7x at l=1460); = hidden: the reference
+    hidden_min: int = 16            # channels halve per time doubling away from the token grid, down to this
+                                    # (TimeVQVAE widens as it downsamples too); 2.3-3.2x faster than a flat 64
     n_res_blocks: int = 4           # residual blocks in the encoder and in the decoder
     tokens_wide_min: int = 8        # the time axis is halved until it is at most tokens_wide_max wide;
     tokens_wide_max: int = 16       # series shorter than min_length(cfg) cannot reach tokens_wide_min

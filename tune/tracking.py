@@ -7,6 +7,7 @@ directories and other processes than the driver, so no fluent "active run" state
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -100,6 +101,7 @@ class TrialRun:
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
                  trial_key: str, run_name: str, params: dict[str, Any]):
+        started = time.perf_counter()
         self.client = MlflowClient(tracking_uri)
         found = self.client.search_runs(
             [experiment_id], f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1) or self.client.search_runs(
@@ -115,6 +117,7 @@ class TrialRun:
                 "dataset": params.get("dataset", ""), "ssl_method": params.get("ssl_method", "")})
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         self._pending: list[Metric] = []
+        self.seconds = time.perf_counter() - started    # time spent in MLflow calls, for the overhead benchmark
 
     @property
     def run_id(self) -> str:
@@ -134,24 +137,37 @@ class TrialRun:
             self.flush()
 
     def flush(self) -> None:
-        for i in range(0, len(self._pending), BATCH):
-            self.client.log_batch(self.run_id, metrics=self._pending[i:i + BATCH])
-        self._pending = []
+        with self._timed():
+            for i in range(0, len(self._pending), BATCH):
+                self.client.log_batch(self.run_id, metrics=self._pending[i:i + BATCH])
+            self._pending = []
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        with self._timed():
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_figure(self, figure, name: str) -> None:
-        self.client.log_figure(self.run_id, figure, name)
+        with self._timed():
+            self.client.log_figure(self.run_id, figure, name)
 
     def log_dict(self, obj: dict, name: str) -> None:
-        self.client.log_text(self.run_id, json.dumps(obj, indent=2, default=str), name)
+        with self._timed():
+            self.client.log_text(self.run_id, json.dumps(obj, indent=2, default=str), name)
 
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
+        self._pending.append(Metric("time/mlflow_s", self.seconds, _now(), 0))
         self.flush()
         if error:
             self.client.set_tag(self.run_id, "error", error[-5000:])
         self.client.set_terminated(self.run_id, status)
+
+    @contextlib.contextmanager
+    def _timed(self):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - started
 
 
 def _now() -> int:

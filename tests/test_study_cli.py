@@ -1,0 +1,67 @@
+"""Bad input to the study CLI: one line on stderr, exit code 2, nothing written to MLflow."""
+import pytest
+
+from study_helpers import cli
+from tune.cli import run_cli
+from tune.run_ablation import main
+
+
+def _run(capsys, results, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, ["--results-dir", str(results), *argv])
+    return exit_info.value.code, capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], "--space is required"),
+    (["--space", "augweight"], "unknown space 'augweight'"),
+    (["--space", "aug_weight", "--budget", "huge"], "unknown budget 'huge'"),
+    (["--space", "aug_weight", "--datasets", "GunPiont"], "GunPoint"),
+    (["--space", "aug_weight", "--num-samples", "0"], "--num-samples must be at least 1"),
+    (["--space", "aug_weight", "--set", "epochz=3"], "unknown config key"),
+    (["--space", "aug_weight", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
+    (["--space", "aug_weight", "--resume", "--name", "never-ran"], "no study named never-ran"),
+    (["--space", "aug_weight", "--executor", "function", "--gpus-per-trial", "1"], "GPU trials run through Ray Train"),
+])
+def test_bad_input(capsys, tmp_path, argv, expected):
+    code, out = _run(capsys, tmp_path, *argv, "--datasets" if "--datasets" not in argv else "--seed",
+                     "GunPoint" if "--datasets" not in argv else "0")
+    err = out.err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err and expected in err, err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+
+
+def test_archive_root_without_the_dataset(capsys, tmp_path):
+    root = tmp_path / "archive"
+    root.mkdir()
+    code, out = _run(capsys, tmp_path / "results", "--space", "aug_weight", "--ucr-root", str(root),
+                     "--datasets", "GunPoint")
+    assert code == 2 and "GunPoint" in out.err and str(root) in out.err
+    assert not (tmp_path / "results" / "mlflow.db").exists()
+
+
+def test_results_dir_that_cannot_be_written(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, out = _run(capsys, blocker / "results", "--space", "aug_weight", "--datasets", "GunPoint")
+    assert code == 2 and "cannot write the results directory" in out.err
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tmp_path):
+    code, out = _run(capsys, tmp_path, "--space", "aug_weight", "--grid", "--dry-run", "--datasets", "GunPoint,ArrowHead")
+    assert code == 0
+    assert "trials: 2 x (16 configs + baseline) x 1 seed(s) = 34" in out.out and "estimated time" in out.out
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_list_spaces(capsys, tmp_path):
+    code, out = _run(capsys, tmp_path, "--list-spaces")
+    assert code == 0 and all(name in out.out for name in ("aug_weight", "aug_set", "ssl", "full", "paper"))
+
+
+@pytest.mark.slow
+def test_gpus_asked_on_a_cluster_without_gpus(tmp_path):
+    proc = cli(tmp_path, "--space", "aug_weight", "--datasets", "GunPoint", "--gpus-per-trial", "0.5", timeout=300)
+    assert proc.returncode == 2
+    assert "error: --gpus-per-trial 0.5 but the Ray cluster has 0 GPUs" in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
