@@ -36,13 +36,15 @@ def main() -> None:
     p.add_argument("--space", default="aug_weight")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--results-dir", help="default: a fresh temporary directory")
+    p.add_argument("--name", default="overhead", help="study name (default %(default)s)")
+    p.add_argument("--report", action="store_true", help="also write the results report (off: measure the study alone)")
     p.add_argument("--json")
     p.add_argument("extra", nargs="*", help="more study arguments (after --)")
     args = p.parse_args()
     results = Path(args.results_dir or tempfile.mkdtemp(prefix="overhead-"))
     cmd = [sys.executable, str(REPO / "tune" / "run_ablation.py"), "--space", args.space, "--budget", args.budget,
-           "--datasets", args.datasets, "--results-dir", str(results), "--name", "overhead", "--no-report",
-           "--cpus-per-trial", str(args.cpus_per_trial), *args.extra]
+           "--datasets", args.datasets, "--results-dir", str(results), "--name", args.name,
+           "--cpus-per-trial", str(args.cpus_per_trial), *([] if args.report else ["--no-report"]), *args.extra]
     samples: list[float] = []
     done = threading.Event()
 
@@ -65,7 +67,7 @@ def main() -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("overhead")
+    exp = client.get_experiment_by_name(args.name)
     trials = client.search_runs([exp.experiment_id], "tags.`ssl_vqvae.role` = 'trial'", max_results=10_000)
     metric = lambda key: sum(r.data.metrics.get(key, 0.0) for r in trials)
     slots = max(1, int((os.cpu_count() or 1) // args.cpus_per_trial))

@@ -82,6 +82,7 @@ def test_tokenize_is_eval_mode_and_flat(trained):
     h, w = tokenizer.token_shape
     assert tokens.shape == (len(data.x_train), h * w) and tokens.dtype == torch.long
     assert torch.equal(tokenizer.codebook, codebook) and tokenizer.training
+    assert tokenize(tokenizer, data.x_val[:0]).shape == (0, h * w)   # no validation split (one series per class)
 
 
 def test_prior_resume_equals_an_uninterrupted_run(trained, tmp_path):

@@ -1,11 +1,14 @@
 """End-to-end studies with a real local Ray cluster, real Optuna and a real MLflow store."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -27,11 +30,31 @@ def _validation_means(children):
     return {k: sum(v) / len(v) for k, v in by_group.items()}
 
 
+def _get(url: str, data: bytes | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, response.read()
+
+
 def test_smoke_study_on_two_bundled_datasets(tmp_path):
-    proc = cli(tmp_path, *SMOKE, "--datasets", "GunPoint,ItalyPowerDemand", "--name", "smoke")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Ray dashboard: http://127.0.0.1:" in proc.stdout
-    assert "mlflow ui --backend-store-uri sqlite:///" in proc.stdout
+    args = [sys.executable, str(CLI), "--results-dir", str(tmp_path), "--no-report", *SMOKE,
+            "--datasets", "GunPoint,ItalyPowerDemand", "--name", "smoke"]
+    err_file = (tmp_path / "stderr.log").open("w")
+    proc = subprocess.Popen(args, cwd=REPO, env=study_env(), stdout=subprocess.PIPE, stderr=err_file, text=True)
+    lines = []
+    for line in proc.stdout:                          # the dashboard answers while the study runs
+        lines.append(line)
+        if line.startswith("Ray dashboard: "):
+            url = line.split()[2]
+            assert _get(url)[0] == 200
+            break
+    out, _ = proc.communicate(timeout=600)
+    err_file.close()
+    err = (tmp_path / "stderr.log").read_text()
+    stdout = "".join(lines) + out
+    assert proc.returncode == 0, err[-3000:]
+    assert any(l.startswith("Ray dashboard: http://127.0.0.1:") for l in lines), stdout[-2000:]
+    assert "mlflow ui --backend-store-uri sqlite:///" in stdout
 
     parents = runs(tmp_path, "smoke", "parent")
     children = runs(tmp_path, "smoke", "trial")
@@ -57,6 +80,40 @@ def test_smoke_study_on_two_bundled_datasets(tmp_path):
         assert len(c.get_metric_history(child.info.run_id, "train/loss")) == 2    # per epoch
         arts = {a.path for a in c.list_artifacts(child.info.run_id)}
         assert {"config.json", "plots", "checkpoint"} <= arts
+    _check_mlflow_ui(tmp_path, parents, children)
+
+
+def _check_mlflow_ui(results, parents, children):
+    """The printed `mlflow ui` command serves the study: one experiment, its parents and nested trials."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**study_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+                               f"sqlite:///{results / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if _get(f"{base}/health")[0] == 200:
+                    break
+            except OSError:
+                if time.time() > deadline:
+                    pytest.fail("mlflow ui did not answer within 90 s")
+                time.sleep(1)
+        experiments = json.loads(_get(f"{base}/api/2.0/mlflow/experiments/search?max_results=100")[1])
+        exp = [e for e in experiments["experiments"] if e["name"] == "smoke"]
+        assert len(exp) == 1
+        body = json.dumps({"experiment_ids": [exp[0]["experiment_id"]], "max_results": 1000}).encode()
+        found = json.loads(_get(f"{base}/api/2.0/mlflow/runs/search", body)[1])["runs"]
+        assert len(found) == len(parents) + len(children)
+        nested = [r for r in found if any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
+        assert len(nested) == len(children)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_ray_train_executor_on_cpu(tmp_path):
@@ -97,3 +154,21 @@ def test_kill_and_resume_neither_loses_nor_repeats_trials(tmp_path):
     for key, run_id in finished_before.items():                           # finished trials were not re-trained
         history = client(tmp_path).get_metric_history(run_id, "train/loss")
         assert sorted(m.step for m in history) == [1, 2, 3], (key, history)
+
+
+def test_stage2_for_the_best_tokenizer_per_method(tmp_path):
+    proc = cli(tmp_path, "--space", "aug_weight", "--budget", "smoke", "--set", "proj_dim=64", "--datasets",
+               "ItalyPowerDemand", "--num-samples", "2", "--seed", "1", "--stage2", "best", "--name", "gen")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    children = runs(tmp_path, "gen", "trial")
+    methods = {(c.data.params["ssl_method"], c.data.params["aug_set"]) for c in children}   # seed 1: both SSL methods
+    assert {"none", "barlowtwins", "vibcreg"} <= {m for m, _ in methods}
+    with_gen = [c for c in children if "gen/fid" in c.data.metrics]
+    assert {(c.data.params["ssl_method"], c.data.params["aug_set"]) for c in with_gen} == methods
+    n_classes = 2
+    for c in with_gen:
+        m = c.data.metrics
+        assert m["gen/fid"] >= 0 and 1 <= m["gen/is"] <= n_classes and 0 <= m["gen/cas"] <= 1
+        assert m["gen/fid_low"] <= m["gen/fid"] <= m["gen/fid_high"]
+        arts = {a.path for a in client(tmp_path).list_artifacts(c.info.run_id, "plots")}
+        assert "plots/samples.png" in arts

@@ -15,6 +15,53 @@ from models.tokenizer import TokenizerConfig
 
 
 @dataclass(frozen=True)
+class Stage2Config:
+    """Stage 2 of a trial: the MaskGIT prior over its tokens and the generative metrics."""
+    width: int = 256               # prior transformer width (reference 256)
+    depth: int = 4                 # prior blocks (reference 4)
+    heads: int = 2                 # attention heads (reference 2)
+    dropout: float = 0.1
+    p_uncond: float = 0.2          # label dropped to the null class in training: classifier-free guidance
+    epochs: int = 100              # prior epochs (reference ~1000)
+    eval_every: int = 10           # epochs between validation losses and checkpoints (the last always)
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    steps: int = 10                # iterative decoding steps T
+    guidance_scale: float = 1.0    # 1: plain conditional sampling, 0: unconditional
+    choice_temperature: float = 4.0
+    min_generate: int = 1000       # generated series = max(min_generate, test size); FID, IS and CAS share them
+    gen_batch: int = 500           # series sampled and decoded at once
+    n_boot: int = 200              # FID bootstrap resamples (0: no interval)
+    is_splits: int = 10
+    fcn_epochs: int = 500          # the dataset's FCN (cached; every setting below is part of its cache key)
+    fcn_patience: int = 100
+    fcn_batch_size: int = 16
+    fcn_lr: float = 1e-3
+    fcn_val_fraction: float = 0.2  # of the archive's train split, for the FCN's early stopping
+    fcn_seed: int = 0              # fixed, not the trial's seed: one FCN per dataset for every trial
+    cas_epochs: int = 100          # the CAS FCN, trained on generated series only
+    cas_patience: int = 20
+    cas_batch_size: int = 64
+    cas_val_fraction: float = 0.2  # generated series held out for the CAS FCN's early stopping
+    seed: int = 0                  # prior init, shuffling, masking, labels and sampling
+    device: str = "auto"           # auto | cpu | cuda
+
+    def __post_init__(self):
+        if min(self.epochs, self.eval_every, self.steps, self.gen_batch, self.is_splits, self.fcn_epochs,
+               self.fcn_patience, self.cas_epochs, self.cas_patience) < 1:
+            raise ValueError("stage-2 epochs, eval_every, steps, gen_batch, is_splits and the FCN/CAS epochs and "
+                             "patience must be at least 1")
+        if min(self.batch_size, self.fcn_batch_size, self.cas_batch_size, self.min_generate) < 2:
+            raise ValueError("stage-2 batch sizes and min_generate must be at least 2")
+        if self.width % self.heads or min(self.width, self.depth, self.heads) < 1:
+            raise ValueError(f"prior width {self.width} must be a positive multiple of heads {self.heads}, depth >= 1")
+        fractions = (self.fcn_val_fraction, self.cas_val_fraction)
+        if not (0.0 <= self.p_uncond <= 1.0 and all(0.0 < f < 1.0 for f in fractions)):
+            raise ValueError("p_uncond must lie in [0, 1] and fcn_val_fraction / cas_val_fraction in (0, 1)")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     dataset: str = "GunPoint"
     ssl_method: str = "none"         # none | barlowtwins | vibcreg
@@ -31,6 +78,7 @@ class TrainConfig:
     nan_policy: str = "resample"     # how NaN padding of variable-length series is handled
     device: str = "auto"             # auto | cpu | cuda
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
 
     def __post_init__(self):
         if self.ssl_method not in SSL_METHODS:

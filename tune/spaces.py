@@ -65,17 +65,22 @@ class Budget:
     num_samples: int        # Optuna configurations per dataset (the baseline comes on top)
     seeds: int              # every configuration runs once per seed
     train: dict[str, Any] = field(default_factory=dict)  # config overrides for this size
+    stage2: dict[str, Any] = field(default_factory=dict)  # stage-2 overrides, used with --stage2
 
 
 BUDGETS: dict[str, Budget] = {b.name: b for b in [
     Budget("smoke", "seconds per trial: checks the plumbing, not the science", epochs=2, eval_every=1,
-           num_samples=2, seeds=1, train={"proj_dim": 256}),
+           num_samples=2, seeds=1, train={"proj_dim": 256},
+           stage2={"width": 64, "depth": 2, "epochs": 10, "eval_every": 5, "min_generate": 200, "n_boot": 50,
+                   "fcn_epochs": 30, "fcn_patience": 10, "cas_epochs": 5, "cas_patience": 5}),
     Budget("quick", "a laptop study in about 15 minutes on the bundled datasets", epochs=30, eval_every=10,
-           num_samples=4, seeds=1, train={"proj_dim": 1024}),
+           num_samples=4, seeds=1, train={"proj_dim": 1024},
+           stage2={"width": 128, "depth": 2, "epochs": 100, "fcn_epochs": 200, "fcn_patience": 50, "cas_epochs": 30,
+                   "cas_patience": 10}),
     Budget("standard", "an overnight CPU or a short GPU study", epochs=200, eval_every=20,
-           num_samples=16, seeds=2),
+           num_samples=16, seeds=2, stage2={"epochs": 300}),
     Budget("paper", "the reference study's scale (about 1000 epochs, 4 seeds): a GPU cluster", epochs=1000,
-           eval_every=50, num_samples=16, seeds=4),
+           eval_every=50, num_samples=16, seeds=4, stage2={"epochs": 1000, "min_generate": 5000}),
 ]}
 
 

@@ -50,6 +50,7 @@ class StudyPlan:
     max_concurrent: int | None
     resume: bool
     ucr_root: str | None
+    stage2: str = "off"                       # off | all | best
     report: bool = True
     notes: list[str] = field(default_factory=list)
 
@@ -105,7 +106,8 @@ def make_plan(args) -> StudyPlan:
     if args.executor == "function" and args.gpus_per_trial > 0:
         raise UsageError("GPU trials run through Ray Train: drop --executor function or --gpus-per-trial")
 
-    train = {"epochs": budget.epochs, "eval_every": budget.eval_every, **budget.train,
+    stage2 = {f"stage2.{k}": v for k, v in budget.stage2.items()} if args.stage2 != "off" else {}
+    train = {"epochs": budget.epochs, "eval_every": budget.eval_every, **budget.train, **stage2,
              **parse_overrides(args.overrides)}
     base_cfg = from_flat_dict(train)            # unknown keys and bad values fail here
     train = {k: getattr(base_cfg, k) if "." not in k else v for k, v in train.items()}
@@ -119,6 +121,9 @@ def make_plan(args) -> StudyPlan:
             raise UsageError(f"{name} has series of length {data.length}, shorter than the tokenizer's minimum "
                              f"{min_length(base_cfg.tokenizer)}; drop it from --datasets")
         shapes[name] = (len(data.x_train), data.length)
+    # Largest datasets first: their long trials start early and the short ones fill the last slots.
+    names = sorted(names, key=lambda n: -shapes[n][0] * shapes[n][1])
+    shapes = {n: shapes[n] for n in names}
 
     results_dir = Path(args.results_dir).expanduser().resolve() if args.results_dir else DEFAULT_RESULTS
     _check_writable(results_dir)
@@ -129,7 +134,7 @@ def make_plan(args) -> StudyPlan:
         seeds=args.seeds or budget.seeds, seed=args.seed, train=train, results_dir=results_dir,
         tracking_uri=args.mlflow_uri or default_tracking_uri(results_dir), address=args.address,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, executor=executor,
-        max_concurrent=args.max_concurrent, resume=args.resume,
+        max_concurrent=args.max_concurrent, resume=args.resume, stage2=args.stage2,
         ucr_root=str(Path(args.ucr_root).expanduser().resolve()) if args.ucr_root else None,
         report=not args.no_report)
 
@@ -192,7 +197,8 @@ def run_study(plan: StudyPlan) -> int:
                    for ds in plan.datasets}
         context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
                                parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
-                               gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"))
+                               gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"),
+                               stage2=plan.stage2 == "all", fcn_cache=str(plan.results_dir / "fcn"))
         if plan.executor == "train":   # the trial only drives: its Train worker holds the CPUs / GPUs
             trainable = tune.with_resources(tune.with_parameters(train_driver, context=context),
                                             {"cpu": 0, "memory": 256 * 1024 ** 2})
@@ -219,6 +225,8 @@ def run_study(plan: StudyPlan) -> int:
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     callbacks=[TrialStatus(plan.tracking_uri, plan.name)]))
         results = tuner.fit()
+        if plan.stage2 == "best":
+            stage2_for_best(results, plan, context)
         summarize(results, plan, tracker, parents, wall_s=time.time() - start)
     finally:
         ray.shutdown()
@@ -247,6 +255,50 @@ def check_address(address: str) -> str:
         raise UsageError(f"cannot reach the Ray cluster at {address}; start one with `ray start --head` "
                          f"or drop --address to start a local one") from None
     return address
+
+
+def stage2_for_best(results, plan: StudyPlan, context) -> None:
+    """Stage 2 for each dataset's best tokenizer per method (validation accuracy), as Ray tasks."""
+    import ray
+
+    from tune.summary import trial_table
+
+    table = trial_table(results)
+    table = table[~table["failed"]].dropna(subset=[METRIC])
+    picks = []
+    for (ds, method, aug), rows in table.groupby(["dataset", "ssl_method", "aug_set"]):
+        means = rows.groupby("_group")[METRIC].mean()
+        best = rows[rows["_group"] == means.idxmax()].sort_values("seed").iloc[0]
+        picks.append(best)
+    task = ray.remote(num_cpus=plan.cpus_per_trial, num_gpus=plan.gpus_per_trial)(_stage2_task)
+    refs = [task.remote(row["config"], row["trial_id"], context) for row in picks]
+    print(f"stage 2 for {len(refs)} best tokenizers (dataset x method)", flush=True)
+    for ref, row in zip(refs, picks):
+        try:
+            metrics = ray.get(ref)
+            print(f"  {row['dataset']} {row['ssl_method']} {row['aug_set']}: FID {metrics['gen/fid']:.3g} "
+                  f"IS {metrics['gen/is']:.3g} CAS {metrics['gen/cas']:.3f}", flush=True)
+        except Exception as err:  # one failed stage 2 must not lose the others
+            print(f"  {row['dataset']} {row['ssl_method']} {row['aug_set']}: stage 2 failed: "
+                  f"{str(err).strip().splitlines()[-1]}", flush=True)
+
+
+def _stage2_task(config: dict, trial_id: str, context) -> dict:
+    """Fetch a finished trial's tokenizer from MLflow and run its stage 2 into the same run."""
+    from datasets.ucr import load_dataset
+    from tune.config import from_flat_dict, to_flat_dict
+    from tune.stage1 import TOKENIZER_FILE
+    from tune.trial import run_name, run_stage2
+    from tune.tracking import TrialRun
+
+    cfg = from_flat_dict(config)
+    tracker = TrialRun(context.tracking_uri, context.experiment_id, context.parent_runs[cfg.dataset], trial_id,
+                       f"{config.get('_group', trial_id)}-s{cfg.seed}", run_name(cfg), to_flat_dict(cfg))
+    data = load_dataset(cfg.dataset, context.ucr_root, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                        nan_policy=cfg.nan_policy)
+    with tempfile.TemporaryDirectory() as d:
+        local = tracker.client.download_artifacts(tracker.run_id, f"checkpoint/{TOKENIZER_FILE}", d)
+        return run_stage2(tracker, cfg, data, Path(local).parent, context.fcn_cache)
 
 
 def _start_ray(plan: StudyPlan):

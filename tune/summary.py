@@ -9,7 +9,8 @@ import optuna
 import pandas as pd
 from ray.tune.search.optuna import OptunaSearch
 
-KEYS = ["val/svm_acc", "val/knn_acc", "test/svm_acc", "test/knn_acc", "test/recon_loss", "time/train_s"]
+KEYS = ["val/svm_acc", "val/knn_acc", "test/svm_acc", "test/knn_acc", "test/recon_loss", "time/train_s",
+        "gen/fid", "gen/is", "gen/cas"]
 CONFIG_KEYS = ["dataset", "ssl_method", "aug_set", "aug_recon_weight", "seed", "_group"]
 
 
@@ -19,7 +20,7 @@ def trial_table(results) -> pd.DataFrame:
     for r in results:
         cfg, metrics = r.config or {}, r.metrics or {}
         row = {k: cfg.get(k) for k in CONFIG_KEYS} | {k: metrics.get(k, math.nan) for k in KEYS}
-        row |= {"failed": r.error is not None, "config": cfg}
+        row |= {"failed": r.error is not None, "config": cfg, "trial_id": metrics.get("trial_id")}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -70,7 +71,9 @@ def summarize(results, plan, tracker, parents: dict[str, str], wall_s: float, me
         tracker.finish_parent(parents[ds], metrics, tags, artifacts)
         summary |= {k: metrics.get(k, math.nan) for k in
                     ("best/val_svm_acc", "best/test_svm_acc", "best/test_recon_loss",
-                     "baseline/val_svm_acc", "baseline/test_svm_acc", "baseline/test_recon_loss")}
+                     "baseline/val_svm_acc", "baseline/test_svm_acc", "baseline/test_recon_loss",
+                     "best/gen_fid", "baseline/gen_fid")}
+        summary = {k: v for k, v in summary.items() if not (k.endswith("gen_fid") and math.isnan(v))}
         summary["best"] = " ".join(f"{k.split('.')[1]}={v}" for k, v in tags.items()) or "-"
         out.append(summary)
     frame = pd.DataFrame(out)

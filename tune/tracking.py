@@ -123,9 +123,10 @@ class TrialRun:
     def run_id(self) -> str:
         return self.run.info.run_id
 
-    def finished_metrics(self) -> dict[str, float] | None:
+    def finished_metrics(self, require: tuple[str, ...] = ()) -> dict[str, float] | None:
         """The final metrics of a run that had already finished (the trial is being re-run after a kill)."""
-        if self.run.info.status == "FINISHED" and "test/svm_acc" in self.run.data.metrics:
+        needed = {"test/svm_acc", *require}
+        if self.run.info.status == "FINISHED" and needed <= self.run.data.metrics.keys():
             return dict(self.run.data.metrics)
         return None
 

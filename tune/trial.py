@@ -8,6 +8,7 @@ Two ways to run the same `run_trial`:
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 import traceback
@@ -39,6 +40,8 @@ class TrialContext:
     cpus: float = 1.0                # per Ray Train worker
     gpus: float = 0.0
     train_storage: str = ""          # Ray Train's run storage (the Ray Train path)
+    stage2: bool = False             # after the tokenizer: train its prior, log FID / IS / CAS
+    fcn_cache: str = ""              # one evaluation FCN per dataset, shared by every trial
 
 
 def run_name(cfg: TrainConfig) -> str:
@@ -53,7 +56,7 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
     key = f"{config.get('_group', trial_id)}-s{cfg.seed}"
     tracker = TrialRun(context.tracking_uri, context.experiment_id, context.parent_runs[cfg.dataset],
                        trial_id, key, run_name(cfg), to_flat_dict(cfg))
-    finished = tracker.finished_metrics()
+    finished = tracker.finished_metrics(require=("gen/fid",) if context.stage2 else ())
     if finished is not None:          # the run had finished before the study driver was killed
         to_tune(finished, False)
         return finished
@@ -70,6 +73,9 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
 
         final = train_stage1(cfg, data, report=report, checkpoint_dir=workdir)
         log_artifacts(tracker, cfg, data, workdir)
+        if context.stage2:
+            final = {**final, **run_stage2(tracker, cfg, data, workdir, context.fcn_cache)}
+            to_tune(final, False)
         tracker.log_metrics({"time/trial_s": time.perf_counter() - started}, cfg.epochs)
         tracker.finish()
         return final
@@ -90,6 +96,21 @@ def log_artifacts(tracker: TrialRun, cfg: TrainConfig, data: UCRDataset, workdir
     tracker.log_figure(fig, "plots/reconstruction.png")
     plt.close(fig)
     tracker.log_artifact(workdir / TOKENIZER_FILE, "checkpoint")
+
+
+def run_stage2(tracker: TrialRun, cfg: TrainConfig, data: UCRDataset, workdir: Path, fcn_cache: str) -> dict:
+    """Train the trial's prior on its tokens and log the generative metrics and samples to its run."""
+    from tune.stage2 import PRIOR_FILE, evaluate_stage2, load_tokenizer_for
+
+    tokenizer, _ = load_tokenizer_for(workdir / TOKENIZER_FILE, data)
+    s2 = dataclasses.replace(cfg.stage2, seed=cfg.seed, device=cfg.device)
+    metrics, fig = evaluate_stage2(tokenizer, data, s2, cache_dir=fcn_cache, checkpoint_dir=workdir,
+                                   report=lambda m, e: tracker.log_metrics(m, e, flush="prior/val_loss" in m))
+    tracker.log_metrics(metrics, cfg.epochs, flush=True)
+    tracker.log_figure(fig, "plots/samples.png")
+    plt.close(fig)
+    tracker.log_artifact(workdir / PRIOR_FILE, "checkpoint")
+    return metrics
 
 
 def stage1_trainable(config: dict, context: TrialContext) -> None:
