@@ -158,12 +158,22 @@ def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> P
             per_dataset[ds] = save_figure(fig, out / f"weight_{ds}")
     best = select_best(table)
     scores = best.pivot(index="dataset", columns="method", values=SCORE) if len(best) else pd.DataFrame()
+    level_note = ""
+    if scores.isna().any().any():
+        # The search did not try every (SSL method, augmentation set) on every dataset: compare SSL
+        # methods instead, each with its best augmentation set and weight per dataset (by validation).
+        best = select_best(table.assign(method=table["ssl_method"]))
+        scores = best.pivot(index="dataset", columns="method", values=SCORE)
+        level_note = ("Methods are compared at the level of the SSL method (its best augmentation set and weight "
+                      "per dataset, chosen by validation), since the search did not try every augmentation set "
+                      "on every dataset. ")
     ranks = average_ranks(scores)
     if BASELINE in scores and scores.shape[1] > 1:
         ranks = ranks.join(wilcoxon_holm(scores, BASELINE, alpha=ALPHA))
     cd_note = "No finished trial with validation and test accuracy yet: no ranks."
     if len(scores.columns):
         fig, cd_note = cd_figure(scores, ALPHA)
+        cd_note = level_note + cd_note
         shared += save_figure(fig, out / "cd_diagram")
     shared += _tables(out, "ranks", ranks.reset_index(), _fmt_frame(ranks.reset_index()), cd_note)
     best = best.reindex(columns=["dataset", "method", *runs.config[2:], "n_seeds", SELECT_BY, SCORE])

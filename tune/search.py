@@ -16,6 +16,7 @@ from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from tune.config import TrainConfig, to_flat_dict
 from tune.spaces import SearchSpace
 
 BASELINE = {"ssl_method": "none", "aug_set": "none", "aug_recon_weight": 0.0}
@@ -94,4 +95,16 @@ def _optuna_search(space: SearchSpace, metric: str, mode: str, seed: int, grid: 
         sampler = optuna.samplers.GridSampler(space.grid, seed=seed)
         return OptunaSearch(OptunaSearch.convert_search_space(domains), metric=metric, mode=mode, sampler=sampler)
     sampler = optuna.samplers.TPESampler(seed=seed)
-    return OptunaSearch(OptunaSearch.convert_search_space(space.params), metric=metric, mode=mode, sampler=sampler)
+    return OptunaSearch(OptunaSearch.convert_search_space(space.params), metric=metric, mode=mode, sampler=sampler,
+                        points_to_evaluate=reference_points(space))
+
+
+def reference_points(space: SearchSpace) -> list[dict]:
+    """Each SSL method at the reference settings first (warp, weight 0.1), then TPE: every dataset's
+    search covers every method, so methods can be ranked across datasets even on a small budget."""
+    methods = space.params.get("ssl_method")
+    if methods is None:
+        return []
+    defaults = {**to_flat_dict(TrainConfig()), "aug_set": "warp", "aug_recon_weight": 0.1}
+    return [{k: method if k == "ssl_method" else defaults[k] for k in space.params}
+            for method in methods.categories if method != "none"]

@@ -1,0 +1,59 @@
+"""The per-dataset Optuna searches behind the study's one Tune searcher (no Ray cluster needed)."""
+import optuna
+import pytest
+from ray.tune.search import Searcher
+
+from tune.search import StudySearch
+from tune.spaces import SPACES
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _drain(search):
+    configs = []
+    while (c := search.suggest(str(len(configs)))) != Searcher.FINISHED:
+        configs.append(c)
+    return configs
+
+
+def test_baselines_first_then_reference_points_then_tpe_round_robin():
+    search = StudySearch(["A", "B"], SPACES["aug_weight"], num_samples=3, seeds=2, metric="m", mode="max",
+                         base={"epochs": 5})
+    configs = _drain(search)
+    assert len(configs) == search.total_trials == 2 * 2 * (1 + 3)
+    assert [(c["dataset"], c["ssl_method"], c["seed"]) for c in configs[:4]] == [
+        ("A", "none", 0), ("A", "none", 1), ("B", "none", 0), ("B", "none", 1)]
+    for ds in "AB":
+        searched = [c for c in configs if c["dataset"] == ds and c["ssl_method"] != "none"]
+        assert [c["ssl_method"] for c in searched[:4:2]] == ["barlowtwins", "vibcreg"]    # reference points
+        assert all(c["aug_set"] == "warp" and c["aug_recon_weight"] == 0.1 for c in searched[:4])
+        assert all(c["epochs"] == 5 for c in searched)
+        assert all(0 <= c["aug_recon_weight"] <= 0.3 and c["aug_set"] in ("warp", "slice") for c in searched)
+    assert configs[4]["dataset"] == "A" and configs[6]["dataset"] == "B"                   # interleaved
+
+
+def test_optuna_is_told_the_mean_over_seeds_once_all_seeds_finish():
+    search = StudySearch(["A"], SPACES["aug_weight"], num_samples=1, seeds=2, metric="m", mode="max")
+    configs = _drain(search)
+    first, second = [str(i) for i, c in enumerate(configs) if c["ssl_method"] != "none"]
+    search.on_trial_complete(first, {"m": 0.6})
+    assert not search.optuna_study("A").trials[0].state.is_finished()
+    search.on_trial_complete(second, {"m": 0.8})
+    assert search.optuna_study("A").trials[0].value == pytest.approx(0.7)
+
+
+def test_grid_runs_every_reference_combination_once():
+    search = StudySearch(["A"], SPACES["aug_weight"], num_samples=1, seeds=1, metric="m", mode="max", grid=True)
+    configs = [c for c in _drain(search) if c["ssl_method"] != "none"]
+    combos = {(c["ssl_method"], c["aug_set"], c["aug_recon_weight"]) for c in configs}
+    assert len(configs) == len(combos) == 16
+    assert {w for _, _, w in combos} == {0.05, 0.1, 0.15, 0.2}
+
+
+def test_state_survives_save_and_restore(tmp_path):
+    search = StudySearch(["A"], SPACES["ssl"], num_samples=3, seeds=1, metric="m", mode="max", seed=3)
+    before = [search.suggest(str(i)) for i in range(2)]
+    search.save(tmp_path / "state.pkl")
+    restored = StudySearch(["A"], SPACES["ssl"], num_samples=3, seeds=1, metric="m", mode="max", seed=99)
+    restored.restore(tmp_path / "state.pkl")
+    assert restored.suggest("2") == search.suggest("2") and before[0]["ssl_method"] == "none"
