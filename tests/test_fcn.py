@@ -1,20 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
 from models.fcn import (FCN, FCNTrainInfo, accuracy, cached_fcn, check_labels, load_fcn, predict, save_fcn,
                         train_fcn)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny arrays: extra torch / BLAS threads only contend (and spin) on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
 
 
 def easy_problem(n: int, length: int = 32, seed: int = 0):

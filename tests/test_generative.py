@@ -4,21 +4,12 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
 from evaluation.generative import (class_balanced_labels, classification_accuracy_score, evaluate_generation,
                                    fid_with_ci, frechet_distance, inception_score, stratified_holdout)
 from models.fcn import FCN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny arrays: extra torch / BLAS threads only contend (and spin) on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
 
 
 def with_moments(rng, n: int, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:

@@ -2,21 +2,12 @@ import math
 
 import pytest
 import torch
-from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
 from models.prior import MaskGIT, cosine_mask_schedule, guided_logits
 
 K, N, CLASSES = 8, 6, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny arrays: extra torch / BLAS threads only contend (and spin) on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
 
 
 def tiny(**kwargs) -> MaskGIT:

@@ -6,14 +6,6 @@ from einops import rearrange
 from models.quantizer import VectorQuantizer, nearest_code, perplexity
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread, since OpenMP threads contending with other processes on a busy 2-core
-    machine made these tests ~25x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(**kw) -> VectorQuantizer:

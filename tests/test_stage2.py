@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from datasets.ucr import load_dataset
 from models.fcn import FCN, save_fcn
@@ -23,13 +22,6 @@ GEN_KEYS = {"gen/fid", "gen/fid_low", "gen/fid_high", "gen/is", "gen/is_std", "g
             "fcn/test_acc", "time/stage2_s"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

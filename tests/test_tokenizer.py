@@ -10,14 +10,6 @@ from models.tokenizer import (Tokenizer, TokenizerConfig, min_length, stft_shape
 SMALL = TokenizerConfig(hidden=16, n_res_blocks=1, codebook_size=8, code_dim=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread, since OpenMP threads contending with other processes on a busy 2-core
-    machine made these tests ~25x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(length: int, cfg: TokenizerConfig = SMALL) -> Tokenizer:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
+
 from pathlib import Path
 from typing import Callable
 
