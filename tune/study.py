@@ -5,6 +5,8 @@ written to MLflow or the results directory.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import socket
 import tempfile
@@ -52,6 +54,7 @@ class StudyPlan:
     ucr_root: str | None
     stage2: str = "off"                       # off | all | best
     report: bool = True
+    settings: dict = field(default_factory=dict)   # the CLI settings, saved so --resume reuses them
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -96,6 +99,10 @@ def make_plan(args) -> StudyPlan:
         raise UsageError(f"unknown space {args.space!r}; choose one of {', '.join(SPACES)} (see --list-spaces)")
     if args.budget not in BUDGETS:
         raise UsageError(f"unknown budget {args.budget!r}; choose one of {', '.join(BUDGETS)}")
+    results_dir = Path(args.results_dir).expanduser().resolve() if args.results_dir else DEFAULT_RESULTS
+    name = _study_name(args, results_dir / "ray_results")
+    if args.resume:        # a resumed study keeps what it was started with; only where it runs may change
+        args = _restore_settings(args, results_dir / "ray_results" / f"{name}{SETTINGS_SUFFIX}")
     space, budget = SPACES[args.space], BUDGETS[args.budget]
     for flag, value in (("--num-samples", args.num_samples), ("--seeds", args.seeds), ("--max-concurrent", args.max_concurrent)):
         if value is not None and value < 1:
@@ -114,20 +121,18 @@ def make_plan(args) -> StudyPlan:
     names = list(BUNDLED) if args.datasets == "bundled" else resolve_names(
         [n.strip() for n in args.datasets.split(",") if n.strip()])
     shapes = {}
-    for name in names:
-        data = load_dataset(name, args.ucr_root, val_fraction=base_cfg.val_fraction, seed=0,
+    for dataset in names:
+        data = load_dataset(dataset, args.ucr_root, val_fraction=base_cfg.val_fraction, seed=0,
                             nan_policy=base_cfg.nan_policy)
         if data.length < min_length(base_cfg.tokenizer):
-            raise UsageError(f"{name} has series of length {data.length}, shorter than the tokenizer's minimum "
+            raise UsageError(f"{dataset} has series of length {data.length}, shorter than the tokenizer's minimum "
                              f"{min_length(base_cfg.tokenizer)}; drop it from --datasets")
-        shapes[name] = (len(data.x_train), data.length)
+        shapes[dataset] = (len(data.x_train), data.length)
     # Largest datasets first: their long trials start early and the short ones fill the last slots.
     names = sorted(names, key=lambda n: -shapes[n][0] * shapes[n][1])
     shapes = {n: shapes[n] for n in names}
 
-    results_dir = Path(args.results_dir).expanduser().resolve() if args.results_dir else DEFAULT_RESULTS
     _check_writable(results_dir)
-    name = _study_name(args, results_dir / "ray_results")
     return StudyPlan(
         name=name, space=space, budget=budget, grid=args.grid, datasets=names, shapes=shapes,
         num_samples=len(space.grid_points()) if args.grid else (args.num_samples or budget.num_samples),
@@ -136,7 +141,19 @@ def make_plan(args) -> StudyPlan:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, executor=executor,
         max_concurrent=args.max_concurrent, resume=args.resume, stage2=args.stage2,
         ucr_root=str(Path(args.ucr_root).expanduser().resolve()) if args.ucr_root else None,
-        report=not args.no_report)
+        report=not args.no_report, settings={k: getattr(args, k) for k in SAVED_SETTINGS})
+
+
+SETTINGS_SUFFIX = ".settings.json"
+SAVED_SETTINGS = ("space", "budget", "grid", "datasets", "ucr_root", "num_samples", "seeds", "seed", "overrides",
+                  "stage2", "cpus_per_trial", "gpus_per_trial", "executor")
+
+
+def _restore_settings(args, path: Path):
+    if not path.exists():
+        raise UsageError(f"study settings {path} are missing, so the study cannot be resumed; start a new one")
+    saved = json.loads(path.read_text())
+    return argparse.Namespace(**{**vars(args), **{k: saved[k] for k in SAVED_SETTINGS if k in saved}})
 
 
 def _check_writable(path: Path) -> None:
@@ -190,6 +207,9 @@ def run_study(plan: StudyPlan) -> int:
             raise UsageError(f"--gpus-per-trial {plan.gpus_per_trial:g} but the Ray cluster has "
                              f"{ray.cluster_resources().get('GPU', 0):g} GPUs; drop the flag or join a GPU cluster")
         _print_dashboard(ctx)
+        if not plan.resume:
+            plan.storage.mkdir(parents=True, exist_ok=True)
+            (plan.storage / f"{plan.name}{SETTINGS_SUFFIX}").write_text(json.dumps(plan.settings, indent=2))
         tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name))
         parents = {ds: tracker.parent_run(ds, {"study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
                                                "grid": plan.grid, "seeds": plan.seeds, "num_samples": plan.num_samples,
