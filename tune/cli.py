@@ -1,6 +1,7 @@
 """What every entry point shares: bad input becomes one line on stderr and exit code 2."""
 from __future__ import annotations
 
+import json
 import sys
 from typing import Callable
 
@@ -20,6 +21,13 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def write_json(path: str | None, obj: dict) -> None:
+    """--json FILE of the single-run CLIs: the final metrics, machine-readable."""
+    if path:
+        with open(path, "w") as fh:
+            json.dump(obj, fh, indent=2)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:

@@ -29,7 +29,7 @@ from evaluation.generative import class_balanced_labels, evaluate_generation, st
 from models.fcn import CachedFCN, accuracy, cached_fcn, train_fcn
 from models.prior import MaskGIT
 from models.tokenizer import Tokenizer
-from tune.cli import parse_overrides, run_cli
+from tune.cli import parse_overrides, run_cli, write_json
 from tune.config import Stage2Config, from_flat_dict, to_flat_dict
 from tune.stage1 import load_tokenizer, select_device
 
@@ -370,9 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.figure:
         figure.savefig(args.figure, dpi=100)
     plt.close(figure)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(metrics, fh, indent=2)
+    write_json(args.json, metrics)
     return 0
 
 

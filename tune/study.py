@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray.tune import Callback
+
 from datasets.ucr import BUNDLED, load_dataset, resolve_names
 from models.tokenizer import min_length
 from tune.cli import UsageError, parse_overrides
@@ -363,13 +365,7 @@ def _write_report(plan: StudyPlan) -> None:
     write_report(plan.name, tracking_uri=plan.tracking_uri, results_dir=plan.results_dir)
 
 
-try:
-    from ray.tune import Callback as _Callback
-except ImportError:  # pragma: no cover
-    _Callback = object
-
-
-class TrialStatus(_Callback):
+class TrialStatus(Callback):
     """Close MLflow runs whose trial process could not: crashed after its retries, or stopped by Tune."""
 
     def __init__(self, tracking_uri: str, study: str):

@@ -8,7 +8,7 @@ import argparse
 import json
 import time
 
-from tune.cli import parse_overrides, run_cli
+from tune.cli import parse_overrides, run_cli, write_json
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 
 
@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
           f"test svm {final['test/svm_acc']:.3f}  knn {final['test/knn_acc']:.3f}  "
           f"recon {final['test/recon_loss']:.4f}  val svm {final['val/svm_acc']:.3f}  "
           f"({time.perf_counter() - start:.1f}s)")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(final, fh, indent=2)
+    write_json(args.json, final)
     return 0
 
 
