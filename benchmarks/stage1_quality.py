@@ -27,7 +27,7 @@ def run_one(dataset: str, config: str, seed: int, epochs: int, ucr_root: str | N
     import torch
 
     from tune.config import from_flat_dict
-    from tune.stage1 import train_stage1
+    from tune.engine.tokenizer_training import train_stage1
 
     torch.set_num_threads(1)
     ssl_method, _, aug_set = config.partition("+")

@@ -30,7 +30,8 @@ def measure(dataset: str, ucr_root: str | None, ssl_method: str, aug_set: str, p
 
     from datasets.ucr import load_dataset
     from tune.config import TrainConfig
-    from tune.stage1 import build_model, make_optimizer, select_device, train_epoch
+    from tune.engine.loop import select_device
+    from tune.engine.tokenizer_training import build_model, make_optimizer, train_epoch
 
     torch.set_num_threads(threads)
     dev = select_device(device)

@@ -24,24 +24,28 @@ import pandas as pd  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from results.cli import UsageError, run_cli  # noqa: E402
+from results.contract import (BASELINE_METHOD, CONFIG_TAG, DEFAULT_RESULTS_DIR, IDENTITY_PARAMS, KEY_TAG,  # noqa: E402
+                              PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, config_id,
+                              default_tracking_uri)
 from results.figures import cd_figure, save_figure, weight_figure  # noqa: E402
+from results.selection import select_best  # noqa: E402
 from results.stats import average_ranks, mean_ci, wilcoxon_holm  # noqa: E402
-from tune.cli import UsageError, run_cli  # noqa: E402
-from tune.tracking import KEY_TAG, PARENT_TAG, ROLE_TAG, default_tracking_uri  # noqa: E402
 
-DEFAULT_RESULTS = Path(__file__).resolve().parent
 METRICS = ["test/svm_acc", "test/knn_acc", "test/recon_loss", "val/svm_acc", "codebook/perplexity",
            "codebook/usage", "time/train_s", "time/trial_s", "gen/fid", "gen/is", "gen/cas"]
-CONFIG = ["ssl_method", "aug_set", "aug_recon_weight"]
-BASELINE, SELECT_BY, SCORE, ALPHA = "none", "val_svm_acc_mean", "test_svm_acc_mean", 0.05
+CONFIG = list(IDENTITY_PARAMS)
+SELECT_BY, SCORE, ALPHA = "val_svm_acc_mean", "test_svm_acc_mean", 0.05
+BASELINE = BASELINE_METHOD
 
 
 @dataclass(frozen=True)
 class StudyRuns:
     name: str
     parents: pd.DataFrame     # one row per dataset: run_id, dataset, seeds, num_samples
-    trials: pd.DataFrame      # one row per child run: run_id, parent, key, status, error, params, metrics
+    trials: pd.DataFrame      # one row per child run: run_id, parent, key, config_id, status, error, params, metrics
     config: list[str]         # the params that identify a configuration (CONFIG + any other that varies)
+    params: list[str]         # every param of the trial runs (the whole resolved config)
 
 
 def col(metric: str) -> str:
@@ -74,15 +78,18 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
         raise UsageError(f"cannot read the MLflow store {tracking_uri}: {str(err).splitlines()[0]}") from None
     parents = pd.DataFrame([{"run_id": r.info.run_id, "dataset": r.data.tags.get("dataset", r.info.run_name),
                              **{k: _count(r.data.params.get(k)) for k in ("seeds", "num_samples")}}
-                            for r in runs if r.data.tags.get(ROLE_TAG) == "parent"],
+                            for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT],
                            columns=["run_id", "dataset", "seeds", "num_samples"]).sort_values("dataset")
-    children = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial"]
+    children = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     params = sorted({k for r in children for k in r.data.params})
     trials = pd.DataFrame([{"run_id": r.info.run_id, "parent": r.data.tags.get(PARENT_TAG),
-                            "key": r.data.tags.get(KEY_TAG, r.info.run_name), "status": r.info.status,
+                            "key": r.data.tags.get(KEY_TAG, r.info.run_name),
+                            "run_name": r.info.run_name,
+                            "config_id": r.data.tags.get(CONFIG_TAG) or config_id(r.data.params),
+                            "trial_id": r.data.tags.get("ray.trial_id"), "status": r.info.status,
                             "error": _last_line(r.data.tags.get("error", "")), **r.data.params, **r.data.metrics}
                            for r in children])
-    first = ["run_id", "parent", "key", "status", "error", "dataset", *CONFIG, "seed"]
+    first = ["run_id", "parent", "key", "run_name", "config_id", "trial_id", "status", "error", "dataset", *CONFIG, "seed"]
     trials = trials.reindex(columns=list(dict.fromkeys(first + list(trials.columns))))
     trials["aug_recon_weight"] = pd.to_numeric(trials["aug_recon_weight"], errors="coerce")
     trials["seed"] = pd.to_numeric(trials["seed"], errors="coerce")
@@ -90,35 +97,42 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
     for k in varying:            # e.g. lr or codebook size in the `full` space: sort them as numbers
         number = pd.to_numeric(trials[k], errors="coerce")
         trials[k] = number if number.notna().sum() == trials[k].notna().sum() else trials[k]
-    return StudyRuns(study, parents.reset_index(drop=True), trials, CONFIG + varying)
+    return StudyRuns(study, parents.reset_index(drop=True), trials, CONFIG + varying, params)
+
+
+def with_method(trials: pd.DataFrame) -> pd.DataFrame:
+    """trials plus a `method` column: the baseline, or SSL method / augmentation set."""
+    return trials.assign(method=[method_of(m, a) for m, a in zip(trials["ssl_method"], trials["aug_set"])])
 
 
 def per_config(runs: StudyRuns) -> pd.DataFrame:
     """Per dataset and configuration: seed counts, then mean and 95% t-interval half-width per metric."""
-    t, keys = runs.trials, ["dataset", *runs.config]
+    t = with_method(runs.trials)
     metrics = [m for m in METRICS if m in t.columns]
     rows = []
-    for values, g in t.groupby(keys, dropna=False, sort=False):
+    for (ds, cid), g in t.groupby(["dataset", "config_id"], dropna=False, sort=False):
         done = g[g["status"] == "FINISHED"]
-        row = dict(zip(keys, values))
-        row |= {"method": method_of(row["ssl_method"], row["aug_set"]), "n_seeds": len(done),
-                "n_failed": int(g["status"].isin(["FAILED", "KILLED"]).sum()),
-                "n_running": int((g["status"] == "RUNNING").sum())}
+        row = {"dataset": ds, **{k: g[k].iloc[0] for k in runs.config}, "config_id": cid,
+               "method": g["method"].iloc[0], "n_seeds": len(done),
+               "n_failed": int(g["status"].isin(["FAILED", "KILLED"]).sum()),
+               "n_running": int((g["status"] == "RUNNING").sum())}
         for m in metrics:
             row[f"{col(m)}_mean"], row[f"{col(m)}_ci95"] = mean_ci(done[m])
         rows.append(row)
-    table = pd.DataFrame(rows, columns=[*keys, "method", "n_seeds", "n_failed", "n_running"] +
-                         [f"{col(m)}_{s}" for m in metrics for s in ("mean", "ci95")])
+    table = pd.DataFrame(rows, columns=["dataset", *runs.config, "config_id", "method", "n_seeds", "n_failed",
+                                        "n_running"] + [f"{col(m)}_{s}" for m in metrics for s in ("mean", "ci95")])
     order = table.assign(_b=table["method"] != BASELINE).sort_values(["dataset", "_b", "method", *runs.config[2:]])
     return order.drop(columns="_b").reset_index(drop=True)
 
 
-def select_best(table: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and method, the configuration with the best validation SVM accuracy (never test)."""
-    if SELECT_BY not in table or SCORE not in table:
-        return table.iloc[0:0]
-    ok = table.dropna(subset=[SELECT_BY, SCORE])
-    return ok.loc[ok.groupby(["dataset", "method"])[SELECT_BY].idxmax()].reset_index(drop=True)
+def best_per_method(runs: StudyRuns, table: pd.DataFrame, level: str = "method") -> pd.DataFrame:
+    """Per dataset and method (or `level`), the row of `table` that results.selection picks (never by test)."""
+    picks = select_best(with_method(runs.trials).assign(method=lambda t: t[level]), by=["dataset", "method"])
+    if picks.empty or SCORE not in table:
+        return table.iloc[0:0].assign(n_tied=pd.Series(dtype=int))
+    chosen = table.drop(columns="method").merge(picks[["dataset", "config_id", "method", "n_tied"]],
+                                                on=["dataset", "config_id"])
+    return chosen.dropna(subset=[SCORE]).reset_index(drop=True)
 
 
 def trial_status(runs: StudyRuns) -> pd.DataFrame:
@@ -129,16 +143,13 @@ def trial_status(runs: StudyRuns) -> pd.DataFrame:
         counts = kids["status"].value_counts()
         row = {"dataset": p.dataset, "expected": math.nan, "found": len(kids),
                **{s.lower(): int(counts.get(s, 0)) for s in ("FINISHED", "FAILED", "KILLED", "RUNNING")},
-               "missing": math.nan, "missing_trials": ""}
+               "missing": math.nan}
         if not (math.isnan(p.seeds) or math.isnan(p.num_samples)):
-            seeds, groups = int(p.seeds), ["baseline"] + [f"{i:04d}" for i in range(int(p.num_samples))]
-            expected = {f"{p.dataset}-{g}-s{s}" for g in groups for s in range(seeds)}
-            row["expected"], row["missing"] = len(expected), max(len(expected) - len(kids), 0)
-            if set(kids["key"]) <= expected:   # keys follow tune/search.py's naming: name the missing ones
-                row["missing_trials"] = " ".join(sorted(expected - set(kids["key"])))
+            expected = int(p.seeds) * (1 + int(p.num_samples))
+            row["expected"], row["missing"] = expected, max(expected - len(kids), 0)
         rows.append(row)
     return pd.DataFrame(rows, columns=["dataset", "expected", "found", "finished", "failed", "killed", "running",
-                                       "missing", "missing_trials"])
+                                       "missing"])
 
 
 def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> Path:
@@ -156,13 +167,13 @@ def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> P
         fig = weight_figure(table, ds, colours, BASELINE)
         if fig is not None:
             per_dataset[ds] = save_figure(fig, out / f"weight_{ds}")
-    best = select_best(table)
+    best = best_per_method(runs, table)
     scores = best.pivot(index="dataset", columns="method", values=SCORE) if len(best) else pd.DataFrame()
     level_note = ""
     if scores.isna().any().any():
         # The search did not try every (SSL method, augmentation set) on every dataset: compare SSL
         # methods instead, each with its best augmentation set and weight per dataset (by validation).
-        best = select_best(table.assign(method=table["ssl_method"]))
+        best = best_per_method(runs, table, level="ssl_method")
         scores = best.pivot(index="dataset", columns="method", values=SCORE)
         level_note = ("Methods are compared at the level of the SSL method (its best augmentation set and weight "
                       "per dataset, chosen by validation), since the search did not try every augmentation set "
@@ -176,13 +187,18 @@ def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> P
         cd_note = level_note + cd_note
         shared += save_figure(fig, out / "cd_diagram")
     shared += _tables(out, "ranks", ranks.reset_index(), _fmt_frame(ranks.reset_index()), cd_note)
-    best = best.reindex(columns=["dataset", "method", *runs.config[2:], "n_seeds", SELECT_BY, SCORE])
-    shared += _tables(out, "selected", best, _fmt_frame(best),
-                      "Per dataset and method, the configuration with the best mean validation SVM accuracy.")
+    best = best.reindex(columns=["dataset", "method", *runs.config[2:], "config_id", "n_seeds", "n_tied", SELECT_BY,
+                                 SCORE])
+    shared += _tables(out, "selected", best, _fmt_frame(best), SELECTION_NOTE)
     (out / "summary.md").write_text(summary_text(runs, table, status, ranks, cd_note))
     shared.append(out / "summary.md")
     _log_to_parents(tracking_uri, runs.parents, shared, per_dataset)
     return out
+
+
+SELECTION_NOTE = ("Per dataset and method, the configuration with the best mean validation SVM accuracy over its "
+                  "seeds; ties (n_tied > 1) go to the better mean validation 5-NN accuracy, then the lower mean "
+                  "validation reconstruction loss, then the smaller config id.")
 
 
 def summary_text(runs: StudyRuns, table: pd.DataFrame, status: pd.DataFrame, ranks: pd.DataFrame,
@@ -195,15 +211,12 @@ def summary_text(runs: StudyRuns, table: pd.DataFrame, status: pd.DataFrame, ran
              f"Expected {'unknown' if pd.isna(n_exp) else int(n_exp)}, finished {status['finished'].sum()}, "
              f"failed {status['failed'].sum()}, killed {status['killed'].sum()}, running {status['running'].sum()}, "
              f"missing {'unknown' if pd.isna(n_exp) else int(status['missing'].sum())}.", "",
-             markdown(_fmt_frame(status.drop(columns="missing_trials")))]
-    missing = " ".join(k for k in status["missing_trials"] if k)
-    if missing:
-        lines += ["", f"Missing trials (not started or not yet logged): {missing}."]
+             markdown(_fmt_frame(status))]
     for label, states in (("Failed or killed", ["FAILED", "KILLED"]),
                           ("Running (or stopped without closing its run)", ["RUNNING"])):
-        bad = runs.trials[runs.trials["status"].isin(states)].sort_values("key")
+        bad = runs.trials[runs.trials["status"].isin(states)].sort_values("run_name")
         if len(bad):
-            lines += ["", f"{label} trials:"] + [f"- {r.key} ({r.status}){': ' + r.error if r.error else ''}"
+            lines += ["", f"{label} trials:"] + [f"- {r.run_name} ({r.status}){': ' + r.error if r.error else ''}"
                                                  for r in bad.itertuples()]
     lines += ["", "## Seeds", ""]
     done = table[table["n_seeds"] > 0]
@@ -299,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", help="where <study>/ is written and the default store lives (default: results/)")
     p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite under --results-dir)")
     args = p.parse_args(argv)
-    results_dir = Path(args.results_dir).expanduser().resolve() if args.results_dir else DEFAULT_RESULTS
+    results_dir = Path(args.results_dir).expanduser().resolve() if args.results_dir else DEFAULT_RESULTS_DIR
     out = write_report(args.study, tracking_uri=args.mlflow_uri or default_tracking_uri(results_dir),
                        results_dir=results_dir)
     print(f"report: {out} (summary.md, per_config, ranks, figures)")

@@ -1,7 +1,7 @@
 """Bad input to the single-run CLI: one line on stderr, exit code 2, nothing written."""
 import pytest
 
-from tune.cli import run_cli
+from results.cli import run_cli
 from tune.train_one import main
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tune.config import TrainConfig, from_flat_dict, to_flat_dict
+from tune.config import ConfigError, TrainConfig, from_flat_dict, to_flat_dict
 
 
 def test_flat_round_trip():
@@ -10,8 +10,15 @@ def test_flat_round_trip():
 
 
 def test_dotted_keys_and_strings_are_coerced():
-    cfg = from_flat_dict({"tokenizer.codebook_size": "64", "lr": "0.002", "epochs": 3, "_bookkeeping": {"x": 1}})
+    cfg = from_flat_dict({"tokenizer.codebook_size": "64", "lr": "0.002", "epochs": 3})
     assert cfg.tokenizer.codebook_size == 64 and cfg.lr == pytest.approx(0.002) and cfg.epochs == 3
+
+
+def test_bookkeeping_never_rides_in_the_config():
+    """Trial bookkeeping (MLflow ids, search groups) is passed beside the config, so a config holds only
+    real parameters and an underscored key is as unknown as any other."""
+    with pytest.raises(ConfigError, match="unknown config key.*_group"):
+        from_flat_dict({"epochs": 3, "_group": "GunPoint-0000"})
 
 
 def test_unknown_key_is_one_clear_error():

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from evaluation.probes import linear_probes
-from evaluation.stage1 import codebook_redundancy, eval_mode, evaluate_split
+from evaluation.tokens import codebook_redundancy, eval_mode, evaluate_split
 from models.tokenizer import Tokenizer, TokenizerConfig
 
 

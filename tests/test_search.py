@@ -3,7 +3,7 @@ import optuna
 import pytest
 from ray.tune.search import Searcher
 
-from tune.search import StudySearch
+from tune.study.search import StudySearch
 from tune.spaces import SPACES
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

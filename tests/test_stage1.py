@@ -5,7 +5,8 @@ import torch
 
 from datasets.ucr import load_dataset
 from tune.config import TrainConfig
-from tune.stage1 import TOKENIZER_FILE, load_tokenizer, train_stage1
+from tune.engine.checkpoints import CheckpointError
+from tune.engine.tokenizer_training import TOKENIZER_FILE, load_tokenizer, train_stage1
 
 CONTRACT_EPOCH = {"train/loss", "time/epoch_s", "time/train_s"}
 CONTRACT_EVAL = {"val/recon_loss", "val/svm_acc", "val/knn_acc", "codebook/perplexity", "codebook/usage"}
@@ -26,7 +27,7 @@ def _cfg(**kw):
 def test_reports_the_contract_keys(gunpoint, ssl_method, aug_set):
     reports = []
     final = train_stage1(_cfg(ssl_method=ssl_method, aug_set=aug_set, epochs=2, eval_every=1), gunpoint,
-                         report=lambda m, e: reports.append((e, m)))
+                         on_epoch=lambda m, e: reports.append((e, m)))
     assert [e for e, _ in reports] == [1, 2]
     for _, m in reports:
         assert CONTRACT_EPOCH | CONTRACT_EVAL <= m.keys()
@@ -54,9 +55,9 @@ def test_resume_equals_an_uninterrupted_run(gunpoint, tmp_path):
         if epoch == 3:
             raise Killed
     with pytest.raises(Killed):
-        train_stage1(cfg, gunpoint, report=die_after_first_eval, checkpoint_dir=tmp_path)
+        train_stage1(cfg, gunpoint, on_epoch=die_after_first_eval, checkpoint_dir=tmp_path)
     resumed_epochs = []
-    resumed = train_stage1(cfg, gunpoint, report=lambda m, e: resumed_epochs.append(e), checkpoint_dir=tmp_path)
+    resumed = train_stage1(cfg, gunpoint, on_epoch=lambda m, e: resumed_epochs.append(e), checkpoint_dir=tmp_path)
     assert resumed_epochs == [3, 4]
     for key in CONTRACT_FINAL | {"val/svm_acc", "train/loss"}:
         assert resumed[key] == pytest.approx(straight[key], rel=1e-4, abs=1e-6), key
@@ -66,12 +67,12 @@ def test_finished_run_re_reports_its_final_metrics(gunpoint, tmp_path):
     cfg = _cfg(epochs=2, eval_every=2)
     final = train_stage1(cfg, gunpoint, checkpoint_dir=tmp_path)
     again = []
-    assert train_stage1(cfg, gunpoint, report=lambda m, e: again.append((e, m)), checkpoint_dir=tmp_path) == final
+    assert train_stage1(cfg, gunpoint, on_epoch=lambda m, e: again.append((e, m)), checkpoint_dir=tmp_path) == final
     assert again == [(2, final)]
     tokenizer, loaded_cfg = load_tokenizer(tmp_path / TOKENIZER_FILE)
     assert loaded_cfg == cfg and not tokenizer.training
 
 
 def test_missing_tokenizer_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no tokenizer checkpoint"):
+    with pytest.raises(CheckpointError, match="no tokenizer checkpoint"):
         load_tokenizer(tmp_path / "nope.pt")

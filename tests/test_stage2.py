@@ -8,11 +8,14 @@ import torch
 
 from datasets.ucr import load_dataset
 from models.fcn import FCN, save_fcn
-from tune.cli import run_cli
-from tune.config import TrainConfig
-from tune.stage1 import TOKENIZER_FILE, train_stage1
-from tune.stage2 import (PRIOR_FILE, evaluate_stage2, fcn_cache_key, load_prior, load_tokenizer_for, main,
-                         stage2_config, tokenize, train_prior)
+from results.cli import run_cli
+from tune.config import TrainConfig, stage2_config
+from tune.engine.checkpoints import CheckpointError
+from tune.engine.tokenizer_training import TOKENIZER_FILE, train_stage1
+from tune.engine.fcn_cache import fcn_cache_key
+from tune.engine.generation import evaluate_stage2, load_tokenizer_for
+from tune.engine.prior_training import PRIOR_FILE, load_prior, tokenize, train_prior
+from tune.generate_one import main
 
 # a tiny prior and short FCN / CAS runs: checks the plumbing in seconds, not the science
 TINY = {"width": 32, "depth": 1, "heads": 2, "epochs": 3, "eval_every": 1, "batch_size": 16, "min_generate": 60,
@@ -38,7 +41,7 @@ def test_evaluate_stage2_scores_and_reuses_the_fcn(trained, monkeypatch):
     tokenizer, _ = load_tokenizer_for(path, data)
     cfg = stage2_config(TINY)
     reports = []
-    metrics, fig = evaluate_stage2(tokenizer, data, cfg, cache_dir=cache, report=lambda m, e: reports.append(e))
+    metrics, fig = evaluate_stage2(tokenizer, data, cfg, cache_dir=cache, on_epoch=lambda m, e: reports.append(e))
     assert reports == [1, 2, 3]
     assert GEN_KEYS <= metrics.keys() and all(np.isfinite(v) for v in metrics.values()), metrics
     assert 1.0 <= metrics["gen/is"] <= data.n_classes + 1e-6
@@ -49,7 +52,7 @@ def test_evaluate_stage2_scores_and_reuses_the_fcn(trained, monkeypatch):
 
     def no_retraining(*args, **kwargs):
         raise AssertionError("the cached FCN was retrained")
-    monkeypatch.setattr("tune.stage2.train_fcn", no_retraining)
+    monkeypatch.setattr("tune.engine.fcn_cache.train_fcn", no_retraining)
     again, _ = evaluate_stage2(tokenizer, data, cfg, cache_dir=cache)
     assert again["fcn/test_acc"] == metrics["fcn/test_acc"]
     assert again["gen/fid"] == pytest.approx(metrics["gen/fid"])    # seeded end to end
@@ -93,9 +96,9 @@ def test_prior_resume_equals_an_uninterrupted_run(trained, tmp_path):
         if epoch == 3:
             raise Killed
     with pytest.raises(Killed):
-        train_prior(tokens, y, data.n_classes, k, cfg, val=val, report=die_at_3, checkpoint_dir=tmp_path)
+        train_prior(tokens, y, data.n_classes, k, cfg, val=val, on_epoch=die_at_3, checkpoint_dir=tmp_path)
     epochs = []
-    resumed = train_prior(tokens, y, data.n_classes, k, cfg, val=val, report=lambda m, e: epochs.append((e, m)),
+    resumed = train_prior(tokens, y, data.n_classes, k, cfg, val=val, on_epoch=lambda m, e: epochs.append((e, m)),
                           checkpoint_dir=tmp_path)
     assert [e for e, _ in epochs] == [3, 4] and "prior/val_loss" in epochs[-1][1]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
@@ -103,7 +106,7 @@ def test_prior_resume_equals_an_uninterrupted_run(trained, tmp_path):
     assert not resumed.training
 
     finished = []
-    train_prior(tokens, y, data.n_classes, k, cfg, val=val, report=lambda m, e: finished.append(e),
+    train_prior(tokens, y, data.n_classes, k, cfg, val=val, on_epoch=lambda m, e: finished.append(e),
                 checkpoint_dir=tmp_path)
     assert finished == [4]                         # a finished run re-reports, it does not retrain
     reloaded = load_prior(tmp_path / PRIOR_FILE)
@@ -115,7 +118,7 @@ def test_prior_resume_equals_an_uninterrupted_run(trained, tmp_path):
 
 def test_tokenizer_that_does_not_match_the_data(trained, tmp_path):
     data, path, cache = trained
-    with pytest.raises(FileNotFoundError, match="no tokenizer checkpoint"):
+    with pytest.raises(CheckpointError, match="no tokenizer checkpoint"):
         load_tokenizer_for(tmp_path / "missing.pt", data)
     with pytest.raises(ValueError, match="trained on GunPoint, not ArrowHead"):
         load_tokenizer_for(path, dataclasses.replace(data, name="ArrowHead"))

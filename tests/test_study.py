@@ -158,7 +158,7 @@ def test_kill_and_resume_neither_loses_nor_repeats_trials(tmp_path):
 
 def test_stage2_for_the_best_tokenizer_per_method(tmp_path):
     proc = cli(tmp_path, "--space", "aug_weight", "--budget", "smoke", "--set", "proj_dim=64", "--datasets",
-               "ItalyPowerDemand", "--num-samples", "2", "--seed", "1", "--stage2", "best", "--name", "gen")
+               "ItalyPowerDemand", "--num-samples", "2", "--search-seed", "1", "--stage2", "best", "--name", "gen")
     assert proc.returncode == 0, proc.stderr[-3000:]
     children = runs(tmp_path, "gen", "trial")
     methods = {(c.data.params["ssl_method"], c.data.params["aug_set"]) for c in children}   # seed 1: both SSL methods

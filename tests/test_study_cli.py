@@ -2,7 +2,7 @@
 import pytest
 
 from study_helpers import cli
-from tune.cli import run_cli
+from results.cli import run_cli
 from tune.run_ablation import main
 
 
@@ -24,7 +24,7 @@ def _run(capsys, results, *argv):
     (["--space", "aug_weight", "--executor", "function", "--gpus-per-trial", "1"], "GPU trials run through Ray Train"),
 ])
 def test_bad_input(capsys, tmp_path, argv, expected):
-    code, out = _run(capsys, tmp_path, *argv, "--datasets" if "--datasets" not in argv else "--seed",
+    code, out = _run(capsys, tmp_path, *argv, "--datasets" if "--datasets" not in argv else "--search-seed",
                      "GunPoint" if "--datasets" not in argv else "0")
     err = out.err.strip()
     assert code == 2 and err.startswith("error: ") and "\n" not in err and expected in err, err

@@ -1,26 +1,9 @@
-"""What every entry point shares: bad input becomes one line on stderr and exit code 2."""
+"""What the tune entry points share beyond results.cli: --set overrides and the --json output."""
 from __future__ import annotations
 
 import json
-import sys
-from typing import Callable
 
-
-class UsageError(ValueError):
-    """Bad command-line input; the message says what is wrong and how to fix it."""
-
-
-def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
-    """Run `main`, turning expected input errors into `error: <one line>` and exit code 2."""
-    try:
-        code = main(argv)
-    except (ValueError, FileNotFoundError, PermissionError) as err:  # DataError is a ValueError
-        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(code or 0)
+from results.cli import UsageError
 
 
 def write_json(path: str | None, obj: dict) -> None:

@@ -12,6 +12,11 @@ from typing import Any
 from datasets.augment import parse_aug_set
 from models.ssl import SSL_METHODS
 from models.tokenizer import TokenizerConfig
+from results.cli import UsageError
+
+
+class ConfigError(UsageError):
+    """A config key or value that cannot run; the message names the key and what it accepts."""
 
 
 @dataclass(frozen=True)
@@ -102,16 +107,17 @@ def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def from_flat_dict(values: dict[str, Any], base: Any = None) -> TrainConfig:
-    """Build a config from dotted keys over `base` (default: TrainConfig()); unknown keys are an error.
-
-    Keys starting with "_" are bookkeeping of the caller (MLflow ids and the like) and are skipped.
-    """
+    """Build a config from dotted keys over `base` (default: TrainConfig()); unknown keys and values that
+    fail the dataclasses' checks raise ConfigError."""
     base = base if base is not None else TrainConfig()
     known = to_flat_dict(base)
-    unknown = sorted(k for k in values if not k.startswith("_") and k not in known)
+    unknown = sorted(k for k in values if k not in known)
     if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
-    return _replace(base, {k: v for k, v in values.items() if not k.startswith("_")})
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
+    try:
+        return _replace(base, values)
+    except ValueError as err:      # a dataclass's own check (TrainConfig, TokenizerConfig, Stage2Config)
+        raise ConfigError(str(err)) from None
 
 
 def _replace(cfg: Any, values: dict[str, Any]) -> Any:
@@ -135,4 +141,9 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
             return value.lower() in ("1", "true", "yes")
         return kind(value) if kind in (bool, int, float, str) else value
     except (TypeError, ValueError):
-        raise ValueError(f"config key {key} expects {kind.__name__}, got {value!r}") from None
+        raise ConfigError(f"config key {key} expects {kind.__name__}, got {value!r}") from None
+
+
+def stage2_config(values: dict[str, Any] | None = None, base: Stage2Config | None = None) -> Stage2Config:
+    """Flat keys ("epochs": 200, "guidance_scale": "2") over `base`; unknown keys are an error."""
+    return from_flat_dict(values or {}, base=base or Stage2Config())

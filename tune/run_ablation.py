@@ -21,7 +21,7 @@ if __name__ == "__main__" and not __package__:   # `python tune/run_ablation.py`
 
 import argparse  # noqa: E402
 
-from tune.cli import run_cli  # noqa: E402
+from results.cli import run_cli  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument("--budget", default="quick", help="smoke | quick | standard | paper (default %(default)s)")
     size.add_argument("--num-samples", type=int, help="Optuna configurations per dataset (default: the budget's)")
     size.add_argument("--seeds", type=int, help="seeds per configuration (default: the budget's)")
-    size.add_argument("--seed", type=int, default=0, help="seed of the Optuna samplers (default %(default)s)")
+    size.add_argument("--search-seed", type=int, default=0,
+                      help="seed of the Optuna samplers (default %(default)s); trials use seeds 0..SEEDS-1")
     size.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="fix a training config key for every trial, e.g. --set epochs=50 --set proj_dim=4096")
     where = p.add_argument_group("where")
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_spaces:
         print(describe_spaces())
         return 0
-    from tune.study import make_plan, run_study
+    from tune.study.plan import make_plan
+    from tune.study.run import run_study
 
     plan = make_plan(args)
     print(plan.describe())

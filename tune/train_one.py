@@ -8,7 +8,8 @@ import argparse
 import json
 import time
 
-from tune.cli import parse_overrides, run_cli, write_json
+from results.cli import UsageError, run_cli
+from tune.cli import parse_overrides, write_json
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 
 
@@ -39,19 +40,19 @@ def main(argv: list[str] | None = None) -> int:
               "aug_recon_weight": args.aug_recon_weight, "epochs": args.epochs, "eval_every": args.eval_every,
               "seed": args.seed, "device": args.device, **parse_overrides(args.overrides)}
     if args.epochs < 1 or args.eval_every < 1:
-        raise ValueError("--epochs and --eval-every must be at least 1")
+        raise UsageError("--epochs and --eval-every must be at least 1")
     cfg = from_flat_dict(values)
-    from tune.stage1 import train_stage1   # torch and the models load after the arguments are checked
+    from tune.engine.tokenizer_training import train_stage1   # torch and the models load after the arguments are checked
 
     print(json.dumps(to_flat_dict(cfg)))
     start = time.perf_counter()
 
-    def report(metrics: dict, epoch: int) -> None:
+    def show(metrics: dict, epoch: int) -> None:
         if "val/svm_acc" in metrics:
             shown = {k: round(v, 4) for k, v in metrics.items() if k != "epochs_done"}
             print(f"epoch {epoch:4d}/{cfg.epochs}  " + "  ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
 
-    final = train_stage1(cfg, report=report, checkpoint_dir=args.checkpoint_dir, ucr_root=args.ucr_root)
+    final = train_stage1(cfg, on_epoch=show, checkpoint_dir=args.checkpoint_dir, ucr_root=args.ucr_root)
     print(f"\n{cfg.dataset} ssl={cfg.ssl_method} aug={cfg.aug_set} w={cfg.aug_recon_weight}: "
           f"test svm {final['test/svm_acc']:.3f}  knn {final['test/knn_acc']:.3f}  "
           f"recon {final['test/recon_loss']:.4f}  val svm {final['val/svm_acc']:.3f}  "

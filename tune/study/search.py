@@ -19,7 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 from tune.config import TrainConfig, to_flat_dict
 from tune.spaces import SearchSpace
 
-BASELINE = {"ssl_method": "none", "aug_set": "none", "aug_recon_weight": 0.0}
+BASELINE_PARAMS = {"ssl_method": "none", "aug_set": "none", "aug_recon_weight": 0.0}
 
 
 class StudySearch(Searcher):
@@ -34,7 +34,7 @@ class StudySearch(Searcher):
         self.groups: dict[str, dict] = {}                       # group -> dataset, trials, values, pending
         self.trial_group: dict[str, str] = {}
         for ds in datasets:
-            self._enqueue(ds, f"{ds}-baseline", BASELINE)
+            self._enqueue(ds, f"{ds}-baseline", BASELINE_PARAMS)
 
     @property
     def total_trials(self) -> int:
@@ -85,7 +85,7 @@ class StudySearch(Searcher):
     def _enqueue(self, ds: str, group: str, params: dict) -> None:
         self.groups[group] = {"dataset": ds, "trials": [], "values": [], "pending": self.seeds}
         for s in range(self.seeds):
-            config = {**self.base, **self.fixed, **params, "dataset": ds, "seed": s, "_group": group}
+            config = {**self.base, **self.fixed, **params, "dataset": ds, "seed": s}
             self.queue.append((ds, group, config))
 
 

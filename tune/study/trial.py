@@ -9,6 +9,7 @@ Two ways to run the same `run_trial`:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tempfile
 import time
 import traceback
@@ -22,9 +23,9 @@ import torch
 
 from datasets.ucr import UCRDataset, load_dataset
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
-from tune.plots import reconstruction_figure
-from tune.stage1 import TOKENIZER_FILE, load_tokenizer, train_stage1
-from tune.tracking import TrialRun
+from tune.engine.figures import reconstruction_figure
+from tune.engine.tokenizer_training import TOKENIZER_FILE, load_tokenizer, train_stage1
+from tune.study.tracking import TrialRun
 
 EVAL_KEY = "val/svm_acc"   # present in a report exactly when the epoch evaluated
 ToTune = Callable[[dict, bool], None]  # (metrics, attach_checkpoint)
@@ -53,9 +54,8 @@ def run_name(cfg: TrainConfig) -> str:
 def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: ToTune, workdir: Path) -> dict:
     """Train `config`, log it to its MLflow child run, report evaluations to Tune; return final metrics."""
     cfg = from_flat_dict(config)
-    key = f"{config.get('_group', trial_id)}-s{cfg.seed}"
     tracker = TrialRun(context.tracking_uri, context.experiment_id, context.parent_runs[cfg.dataset],
-                       trial_id, key, run_name(cfg), to_flat_dict(cfg))
+                       trial_id, run_name(cfg), to_flat_dict(cfg))
     finished = tracker.finished_metrics(require=("gen/fid",) if context.stage2 else ())
     if finished is not None:          # the run had finished before the study driver was killed
         to_tune(finished, False)
@@ -65,13 +65,13 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
         data = load_dataset(cfg.dataset, context.ucr_root, val_fraction=cfg.val_fraction,
                             seed=cfg.seed, nan_policy=cfg.nan_policy)
 
-        def report(metrics: dict, epoch: int) -> None:
+        def on_epoch(metrics: dict, epoch: int) -> None:
             evaluated = EVAL_KEY in metrics
             tracker.log_metrics(metrics, epoch, flush=evaluated)
             if evaluated:
                 to_tune(metrics, True)
 
-        final = train_stage1(cfg, data, report=report, checkpoint_dir=workdir)
+        final = train_stage1(cfg, data, on_epoch=on_epoch, checkpoint_dir=workdir)
         log_artifacts(tracker, cfg, data, workdir)
         if context.stage2:
             final = {**final, **run_stage2(tracker, cfg, data, workdir, context.fcn_cache)}
@@ -100,12 +100,13 @@ def log_artifacts(tracker: TrialRun, cfg: TrainConfig, data: UCRDataset, workdir
 
 def run_stage2(tracker: TrialRun, cfg: TrainConfig, data: UCRDataset, workdir: Path, fcn_cache: str) -> dict:
     """Train the trial's prior on its tokens and log the generative metrics and samples to its run."""
-    from tune.stage2 import PRIOR_FILE, evaluate_stage2, load_tokenizer_for
+    from tune.engine.generation import evaluate_stage2, load_tokenizer_for
+    from tune.engine.prior_training import PRIOR_FILE
 
     tokenizer, _ = load_tokenizer_for(workdir / TOKENIZER_FILE, data)
     s2 = dataclasses.replace(cfg.stage2, seed=cfg.seed, device=cfg.device)
     metrics, fig = evaluate_stage2(tokenizer, data, s2, cache_dir=fcn_cache, checkpoint_dir=workdir,
-                                   report=lambda m, e: tracker.log_metrics(m, e, flush="prior/val_loss" in m))
+                                   on_epoch=lambda m, e: tracker.log_metrics(m, e, flush="prior/val_loss" in m))
     tracker.log_metrics(metrics, cfg.epochs, flush=True)
     tracker.log_figure(fig, "plots/samples.png")
     plt.close(fig)
@@ -129,7 +130,7 @@ def stage1_trainable(config: dict, context: TrialContext) -> None:
         run_trial(config, context, trial_id=trial_id, to_tune=to_tune, workdir=Path(d))
 
 
-def train_worker(config: dict) -> None:
+def train_worker(config: dict, *, context: TrialContext, trial_id: str) -> None:
     """Ray Train worker (rank 0 of 1): the same trial, reporting through ray.train."""
     import ray.train
 
@@ -141,7 +142,7 @@ def train_worker(config: dict) -> None:
         def to_tune(metrics: dict, attach: bool) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d) if attach else None)
 
-        run_trial(config, config["_context"], trial_id=config["_trial_id"], to_tune=to_tune, workdir=Path(d))
+        run_trial(config, context, trial_id=trial_id, to_tune=to_tune, workdir=Path(d))
 
 
 def train_driver(config: dict, context: TrialContext) -> None:
@@ -154,8 +155,8 @@ def train_driver(config: dict, context: TrialContext) -> None:
     trial_id = tune.get_context().get_trial_id()
     worker = {"CPU": context.cpus, **({"GPU": context.gpus} if context.gpus else {})}
     TorchTrainer(
-        train_worker,
-        train_loop_config={**config, "_trial_id": trial_id, "_context": context},
+        functools.partial(train_worker, context=context, trial_id=trial_id),
+        train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=context.gpus > 0, resources_per_worker=worker),
         run_config=ray.train.RunConfig(
             name=f"train-{trial_id}", storage_path=context.train_storage, callbacks=[TuneReportCallback()],

@@ -1,6 +1,6 @@
 """Train one stage-1 configuration: the loop that Ray wraps and that tests drive directly.
 
-Ray owns nothing here: progress leaves through a `report(metrics, epoch)` callback, and the loop
+Ray owns nothing here: progress leaves through an `on_epoch(metrics, epoch)` callback, and the loop
 checkpoints to a plain directory and resumes from it, so the same code runs under Ray Train, as a
 Tune function trainable, or from the single-run CLI.
 """
@@ -9,30 +9,21 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 import torch
 
 from datasets.augment import augment, parse_aug_set
 from datasets.ucr import UCRDataset, load_dataset
 from evaluation.probes import linear_probes
-from evaluation.stage1 import codebook_redundancy, evaluate_split
+from evaluation.tokens import codebook_redundancy, evaluate_split
 from models.ssl_vqvae import SSLVQVAE
 from models.tokenizer import Tokenizer
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
+from tune.engine.checkpoints import CheckpointError, atomic_save
+from tune.engine.loop import OnEpoch, select_device
 
-Report = Callable[[dict, int], None]
 STATE_FILE = "state.pt"        # resumable training state, rewritten at every evaluation
 TOKENIZER_FILE = "tokenizer.pt"  # final model + the arguments that rebuild it
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for but torch sees no GPU; use --device cpu")
-    return torch.device(name)
 
 
 def build_model(cfg: TrainConfig, length: int) -> SSLVQVAE:
@@ -44,7 +35,7 @@ def load_tokenizer(path: str | Path, device: str = "cpu") -> tuple[Tokenizer, Tr
     """Rebuild a trained tokenizer (no SSL projector: stage 2 needs the tokens only) from its file alone."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer checkpoint at {path}; train one first (python -m tune.train_one)")
+        raise CheckpointError(f"no tokenizer checkpoint at {path}; train one first (python -m tune.train_one)")
     blob = torch.load(path, map_location=device, weights_only=True)
     cfg = from_flat_dict(blob["config"])
     tokenizer = Tokenizer(blob["length"], cfg.tokenizer)
@@ -107,7 +98,7 @@ def make_optimizer(model: SSLVQVAE, cfg: TrainConfig, total_steps: int):
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
 
 
-def train_stage1(cfg: TrainConfig, data: UCRDataset | None = None, *, report: Report | None = None,
+def train_stage1(cfg: TrainConfig, data: UCRDataset | None = None, *, on_epoch: OnEpoch | None = None,
                  checkpoint_dir: str | Path | None = None, ucr_root: str | None = None) -> dict[str, float]:
     """Train `cfg`, report metrics every epoch, and return the final metrics (test/* included).
 
@@ -119,7 +110,7 @@ def train_stage1(cfg: TrainConfig, data: UCRDataset | None = None, *, report: Re
     if data is None:
         data = load_dataset(cfg.dataset, ucr_root, val_fraction=cfg.val_fraction, seed=cfg.seed,
                             nan_policy=cfg.nan_policy)
-    report = report or (lambda metrics, epoch: None)
+    on_epoch = on_epoch or (lambda metrics, epoch: None)
     device = select_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, data.length).to(device)
@@ -137,7 +128,7 @@ def train_stage1(cfg: TrainConfig, data: UCRDataset | None = None, *, report: Re
         sched.load_state_dict(state["scheduler"]); gen.set_state(state["generator"])
         start, train_s, final = state["epoch"], state["train_s"], state["final"]
     if final is not None:
-        report(final, cfg.epochs)
+        on_epoch(final, cfg.epochs)
         return final
 
     for epoch in range(start, cfg.epochs):
@@ -153,18 +144,14 @@ def train_stage1(cfg: TrainConfig, data: UCRDataset | None = None, *, report: Re
                 final = metrics
             if state_path is not None:
                 _save_state(state_path, model, opt, sched, gen, done, train_s, final, cfg, data.length)
-        report(metrics, done)
+        on_epoch(metrics, done)
     return final
 
 
 def _save_state(path: Path, model, opt, sched, gen, epoch, train_s, final, cfg, length) -> None:
-    """Write atomically (temp file + rename): a kill mid-write never leaves a broken checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
              "generator": gen.get_state(), "epoch": epoch, "train_s": train_s, "final": final}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    atomic_save(path, state)
     if final is not None:
         torch.save({"config": to_flat_dict(cfg), "length": length, "tokenizer": model.tokenizer.state_dict()},
                    path.parent / TOKENIZER_FILE)

@@ -16,17 +16,12 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from ray.tune import Callback
 
-TRIAL_TAG = "ray.trial_id"
-KEY_TAG = "ssl_vqvae.trial_key"      # (search group, seed): the same after a driver kill and resume
-ROLE_TAG = "ssl_vqvae.role"          # "parent" | "trial"
-PARENT_TAG = "mlflow.parentRunId"
+from results.contract import (CONFIG_TAG, KEY_TAG, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, TRIAL_TAG,
+                              config_id, trial_key)
+
 BATCH = 900                          # MLflow accepts at most 1000 metrics per log_batch
-
-
-def default_tracking_uri(results_dir: Path) -> str:
-    """An absolute SQLite URI: trials run with other working directories (notes/ray-stack.md)."""
-    return f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
 
 
 def artifact_root(tracking_uri: str, results_dir: Path, study: str) -> str | None:
@@ -55,13 +50,13 @@ class StudyTracker:
     def parent_run(self, dataset: str, params: dict[str, Any]) -> str:
         """Get or create the parent run of `dataset` (a resumed study reuses its parents)."""
         found = self.client.search_runs(
-            [self.experiment_id], f"tags.`{ROLE_TAG}` = 'parent' and tags.dataset = '{dataset}'", max_results=1)
+            [self.experiment_id], f"tags.`{ROLE_TAG}` = '{ROLE_PARENT}' and tags.dataset = '{dataset}'", max_results=1)
         if found:
             run_id = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
             return run_id
         run = self.client.create_run(self.experiment_id, run_name=dataset,
-                                     tags={ROLE_TAG: "parent", "dataset": dataset, "study": self.study})
+                                     tags={ROLE_TAG: ROLE_PARENT, "dataset": dataset, "study": self.study})
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run.info.run_id
 
@@ -95,17 +90,18 @@ class TrialRun:
     """Trial side: the child run of one Ray trial, created once and found again after a retry.
 
     A retried trial keeps its Ray trial id. A trial that Tune had not yet recorded when the driver
-    was killed comes back under a new id but the same search group and seed (the searcher is
-    restored and deterministic), so runs are found by that key too: nothing is logged twice.
+    was killed comes back under a new id but the same configuration and seed (the searcher is
+    restored and deterministic), so runs are found by its trial key too: nothing is logged twice.
+    `params` is the trial's whole resolved config (flat dotted keys).
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
-                 trial_key: str, run_name: str, params: dict[str, Any]):
+                 run_name: str, params: dict[str, Any]):
         started = time.perf_counter()
         self.client = MlflowClient(tracking_uri)
         found = self.client.search_runs(
             [experiment_id], f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1) or self.client.search_runs(
-            [experiment_id], f"tags.`{KEY_TAG}` = '{trial_key}'", max_results=1)
+            [experiment_id], f"tags.`{KEY_TAG}` = '{trial_key(params)}'", max_results=1)
         if found:
             self.run = found[0]
             self.client.set_tag(self.run_id, TRIAL_TAG, trial_id)
@@ -113,7 +109,8 @@ class TrialRun:
                 self.client.update_run(self.run_id, status="RUNNING")
         else:
             self.run = self.client.create_run(experiment_id, run_name=run_name, tags={
-                TRIAL_TAG: trial_id, KEY_TAG: trial_key, ROLE_TAG: "trial", PARENT_TAG: parent_run_id,
+                TRIAL_TAG: trial_id, KEY_TAG: trial_key(params), CONFIG_TAG: config_id(params), ROLE_TAG: ROLE_TRIAL,
+                PARENT_TAG: parent_run_id,
                 "dataset": params.get("dataset", ""), "ssl_method": params.get("ssl_method", "")})
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         self._pending: list[Metric] = []
@@ -173,3 +170,28 @@ class TrialRun:
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+class TrialStatus(Callback):
+    """Close MLflow runs whose trial process could not: crashed after its retries, or stopped by Tune."""
+
+    def __init__(self, tracking_uri: str, study: str):
+        self.tracking_uri, self.study = tracking_uri, study
+        self._tracker = None
+
+    def _get(self):
+        if self._tracker is None:
+            self._tracker = StudyTracker(self.tracking_uri, self.study, None)
+        return self._tracker
+
+    def __getstate__(self):
+        return {"tracking_uri": self.tracking_uri, "study": self.study, "_tracker": None}
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = None
+        if trial.error_file and Path(trial.error_file).exists():
+            error = Path(trial.error_file).read_text()
+        self._get().close_trial(trial.trial_id, "FAILED", error=error or "trial failed after its retries")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._get().close_trial(trial.trial_id, "KILLED")

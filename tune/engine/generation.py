@@ -1,0 +1,92 @@
+"""Stage 2 for one trained tokenizer: its prior, class-conditional samples, and FID / IS / CAS.
+
+One FCN per dataset (cached on disk, shared by every trial) extracts the features of FID and the
+probabilities of IS; CAS trains a fresh FCN on generated series.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datasets.ucr import UCRDataset
+from evaluation.generative import class_balanced_labels, evaluate_generation
+from models.prior import MaskGIT
+from models.tokenizer import Tokenizer
+from tune.config import Stage2Config
+from tune.engine.checkpoints import CheckpointError
+from tune.engine.fcn_cache import fcn_for_dataset
+from tune.engine.figures import samples_figure
+from tune.engine.loop import OnEpoch, select_device
+from tune.engine.prior_training import decode, masked_loss, tokenize, train_prior
+from tune.engine.tokenizer_training import load_tokenizer
+
+
+def load_tokenizer_for(path: str | Path, data: UCRDataset, device: str = "cpu"):
+    """load_tokenizer, checked against the data it will tokenize -> (Tokenizer, TrainConfig)."""
+    tokenizer, train_cfg = load_tokenizer(path, device)
+    if train_cfg.dataset != data.name:
+        raise CheckpointError(f"tokenizer {path} was trained on {train_cfg.dataset}, not {data.name}; "
+                         f"pass that dataset's tokenizer or load {train_cfg.dataset}")
+    check_inputs(tokenizer, data)
+    return tokenizer, train_cfg
+
+def check_inputs(tokenizer: Tokenizer, data: UCRDataset) -> None:
+    if tokenizer.length != data.length:
+        raise CheckpointError(f"tokenizer takes series of length {tokenizer.length} but {data.name} has length "
+                         f"{data.length}; use the tokenizer trained on this dataset")
+    missing = np.flatnonzero(np.bincount(data.y_train, minlength=data.n_classes) == 0)
+    if len(missing):
+        names = [data.classes[c] for c in missing]
+        raise CheckpointError(f"class(es) {names} of {data.name} have no train series, so the prior cannot learn "
+                         f"them; lower val_fraction or drop those classes")
+
+def generate(prior: MaskGIT, tokenizer: Tokenizer, labels: torch.Tensor, cfg: Stage2Config,
+             generator: torch.Generator) -> np.ndarray:
+    """Class-conditional series (n, l) for labels (n,), sampled and decoded `gen_batch` at a time."""
+    device = prior.pos_emb.device
+    out = [decode(tokenizer, prior.sample(yb.to(device), steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                                          choice_temperature=cfg.choice_temperature, generator=generator))
+           for yb in labels.split(cfg.gen_batch)]
+    return torch.cat(out).numpy()
+
+def evaluate_stage2(tokenizer: Tokenizer, data: UCRDataset, cfg: Stage2Config, *, cache_dir: str | Path,
+                    on_epoch: OnEpoch | None = None, checkpoint_dir: str | Path | None = None):
+    """Prior on the tokenizer's train tokens (validated on the validation tokens), class-conditional samples
+    in the train split's proportions, and FID / IS / CAS against the real test split -> (metrics, figure).
+
+    The tokenizer is moved to the config's device and used in eval mode.
+    """
+    t0 = time.perf_counter()
+    check_inputs(tokenizer, data)
+    device = select_device(cfg.device)
+    fcn = fcn_for_dataset(data, cache_dir, cfg)           # before the prior: a bad cache fails fast
+    times = {"time/fcn_s": time.perf_counter() - t0}
+    tokenizer.to(device).eval()
+    val = (tokenize(tokenizer, data.x_val), torch.as_tensor(data.y_val))
+    prior = train_prior(tokenize(tokenizer, data.x_train), data.y_train, data.n_classes,
+                        tokenizer.cfg.codebook_size, cfg, val=val, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir)
+    val_loss = masked_loss(prior, *(t.to(device) for t in val), seed=cfg.seed + 1)
+    times["time/prior_s"] = time.perf_counter() - t0 - times["time/fcn_s"]
+
+    t1 = time.perf_counter()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    labels = class_balanced_labels(np.concatenate([data.y_train, data.y_val]),
+                                   max(cfg.min_generate, len(data.x_test)), gen)    # the train split's proportions
+    x_gen, y_gen = generate(prior, tokenizer, labels, cfg, gen), labels.numpy()
+    times["time/generate_s"] = time.perf_counter() - t1
+
+    t1 = time.perf_counter()
+    cas = {"epochs": cfg.cas_epochs, "patience": cfg.cas_patience, "batch_size": cfg.cas_batch_size,
+           "val_fraction": cfg.cas_val_fraction}
+    scores = evaluate_generation(fcn.model, x_gen, y_gen, data.x_test, data.y_test, n_boot=cfg.n_boot,
+                                 is_splits=cfg.is_splits, seed=cfg.seed, device=device, cas_kwargs=cas)
+    times["time/gen_eval_s"] = time.perf_counter() - t1
+    metrics = {**scores.as_dict(), "fcn/test_acc": float(fcn.meta["test_acc"]), "prior/val_loss": val_loss,
+               **times, "time/stage2_s": time.perf_counter() - t0}
+    figure = samples_figure(data.x_train, data.y_train, x_gen, y_gen, classes=data.classes,
+                            title=f"{data.name}: real vs generated (FID {metrics['gen/fid']:.2f}, "
+                                  f"IS {metrics['gen/is']:.2f}, CAS {metrics['gen/cas']:.2f})")
+    return metrics, figure

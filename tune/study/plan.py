@@ -1,0 +1,203 @@
+"""A study's plan: every input checked and every default resolved before anything starts.
+
+`make_plan` has no side effects: every bad input is found there, before Ray starts or anything is
+written to MLflow or the results directory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datasets.ucr import BUNDLED, load_dataset, resolve_names
+from models.tokenizer import min_length
+from results.cli import UsageError
+from results.contract import DEFAULT_RESULTS_DIR, default_tracking_uri
+from tune.cli import parse_overrides
+from tune.config import from_flat_dict
+from tune.spaces import BUDGETS, SPACES, Budget, SearchSpace
+
+# Seconds per (training series x series length) per epoch on one core, measured with
+# benchmarks/stage1_speed.py; used only for --dry-run's estimate.
+SECONDS_PER_POINT = {"none": 4e-7, "ssl": 1.2e-6}
+TRIAL_OVERHEAD_S = 4.0
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    name: str
+    space: SearchSpace
+    budget: Budget
+    grid: bool
+    datasets: list[str]
+    shapes: dict[str, tuple[int, int]]        # dataset -> (training series, length)
+    num_samples: int
+    seeds: int
+    search_seed: int                          # seeds the Optuna samplers (trials get seeds 0..seeds-1)
+    train: dict[str, Any]                     # training config fixed for every trial
+    results_dir: Path
+    tracking_uri: str
+    address: str | None
+    cpus_per_trial: float
+    gpus_per_trial: float
+    executor: str                             # function | train
+    max_concurrent: int | None
+    resume: bool
+    ucr_root: str | None
+    stage2: str = "off"                       # off | all | best
+    report: bool = True
+    settings: dict = field(default_factory=dict)   # the CLI settings, saved so --resume reuses them
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def storage(self) -> Path:
+        return self.results_dir / "ray_results"
+
+    @property
+    def trials_per_dataset(self) -> int:
+        return self.seeds * (1 + self.num_samples)
+
+    def estimate_s(self, concurrent: int) -> float:
+        epochs = self.train["epochs"]
+        total = 0.0
+        for ds, (n, length) in self.shapes.items():
+            base = epochs * n * length * SECONDS_PER_POINT["none"] + TRIAL_OVERHEAD_S
+            ssl = epochs * n * length * SECONDS_PER_POINT["ssl"] + TRIAL_OVERHEAD_S
+            total += self.seeds * (base + self.num_samples * ssl)
+        return total / max(1, concurrent)
+
+    def describe(self) -> str:
+        concurrent = self.max_concurrent or max(1, int((os.cpu_count() or 1) // self.cpus_per_trial))
+        lines = [f"study {self.name}: space {self.space.name}{' (grid)' if self.grid else ''}, budget {self.budget.name} "
+                 f"({self.train['epochs']} epochs, eval every {self.train['eval_every']})",
+                 f"  datasets ({len(self.datasets)}): " + ", ".join(
+                     f"{d} [{n}x{l}]" for d, (n, l) in self.shapes.items()),
+                 f"  trials: {len(self.datasets)} x ({self.num_samples} configs + baseline) x {self.seeds} seed(s) "
+                 f"= {len(self.datasets) * self.trials_per_dataset}",
+                 f"  resources: {self.cpus_per_trial:g} CPU + {self.gpus_per_trial:g} GPU per trial via "
+                 f"{'Ray Train' if self.executor == 'train' else 'a Tune function trainable'}; "
+                 f"cluster {self.address or 'local (started here)'}",
+                 f"  outputs: {self.results_dir}  MLflow: {self.tracking_uri}",
+                 f"  estimated time at {concurrent} concurrent trials on this machine: "
+                 f"~{self.estimate_s(concurrent) / 60:.0f} min"]
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+
+def make_plan(args) -> StudyPlan:
+    """Check every input and resolve the defaults; raises UsageError / DataError with one line."""
+    if not args.space:
+        raise UsageError("--space is required: one of " + ", ".join(SPACES) + " (see --list-spaces)")
+    if args.space not in SPACES:
+        raise UsageError(f"unknown space {args.space!r}; choose one of {', '.join(SPACES)} (see --list-spaces)")
+    if args.budget not in BUDGETS:
+        raise UsageError(f"unknown budget {args.budget!r}; choose one of {', '.join(BUDGETS)}")
+    results_dir = Path(args.results_dir).expanduser().resolve() if args.results_dir else DEFAULT_RESULTS_DIR
+    name = _study_name(args, results_dir / "ray_results")
+    if args.resume:        # a resumed study keeps what it was started with; only where it runs may change
+        args = _restore_settings(args, results_dir / "ray_results" / f"{name}{SETTINGS_SUFFIX}")
+    space, budget = SPACES[args.space], BUDGETS[args.budget]
+    for flag, value in (("--num-samples", args.num_samples), ("--seeds", args.seeds), ("--max-concurrent", args.max_concurrent)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
+        raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    executor = "train" if args.gpus_per_trial > 0 or args.executor == "train" else "function"
+    if args.executor == "function" and args.gpus_per_trial > 0:
+        raise UsageError("GPU trials run through Ray Train: drop --executor function or --gpus-per-trial")
+
+    stage2 = {f"stage2.{k}": v for k, v in budget.stage2.items()} if args.stage2 != "off" else {}
+    train = {"epochs": budget.epochs, "eval_every": budget.eval_every, **budget.train, **stage2,
+             **parse_overrides(args.overrides)}
+    base_cfg = from_flat_dict(train)            # unknown keys and bad values fail here
+    train = {k: getattr(base_cfg, k) if "." not in k else v for k, v in train.items()}
+    names = list(BUNDLED) if args.datasets == "bundled" else resolve_names(
+        [n.strip() for n in args.datasets.split(",") if n.strip()])
+    shapes = {}
+    for dataset in names:
+        data = load_dataset(dataset, args.ucr_root, val_fraction=base_cfg.val_fraction, seed=0,
+                            nan_policy=base_cfg.nan_policy)
+        if data.length < min_length(base_cfg.tokenizer):
+            raise UsageError(f"{dataset} has series of length {data.length}, shorter than the tokenizer's minimum "
+                             f"{min_length(base_cfg.tokenizer)}; drop it from --datasets")
+        shapes[dataset] = (len(data.x_train), data.length)
+    # Largest datasets first: their long trials start early and the short ones fill the last slots.
+    names = sorted(names, key=lambda n: -shapes[n][0] * shapes[n][1])
+    shapes = {n: shapes[n] for n in names}
+
+    _check_writable(results_dir)
+    return StudyPlan(
+        name=name, space=space, budget=budget, grid=args.grid, datasets=names, shapes=shapes,
+        num_samples=len(space.grid_points()) if args.grid else (args.num_samples or budget.num_samples),
+        seeds=args.seeds or budget.seeds, search_seed=args.search_seed, train=train, results_dir=results_dir,
+        tracking_uri=args.mlflow_uri or default_tracking_uri(results_dir), address=args.address,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, executor=executor,
+        max_concurrent=args.max_concurrent, resume=args.resume, stage2=args.stage2,
+        ucr_root=str(Path(args.ucr_root).expanduser().resolve()) if args.ucr_root else None,
+        report=not args.no_report, settings={k: getattr(args, k) for k in SAVED_SETTINGS})
+
+
+SETTINGS_SUFFIX = ".settings.json"
+SAVED_SETTINGS = ("space", "budget", "grid", "datasets", "ucr_root", "num_samples", "seeds", "search_seed", "overrides",
+                  "stage2", "cpus_per_trial", "gpus_per_trial", "executor")
+
+
+def _restore_settings(args, path: Path):
+    if not path.exists():
+        raise UsageError(f"study settings {path} are missing, so the study cannot be resumed; start a new one")
+    saved = json.loads(path.read_text())
+    return argparse.Namespace(**{**vars(args), **{k: saved[k] for k in SAVED_SETTINGS if k in saved}})
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write the results directory {path} ({err.strerror or err}); "
+                         f"pass a writable --results-dir") from None
+
+
+def _study_name(args, storage: Path) -> str:
+    if not args.resume:
+        name = args.name or f"{args.space}-{args.budget}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (storage / name).exists():
+            raise UsageError(f"study {name} already exists under {storage}; add --resume to continue it "
+                             f"or pass another --name")
+        return name
+    if args.name:
+        if not (storage / args.name).is_dir():
+            raise UsageError(f"no study named {args.name} under {storage} to resume; start it without --resume")
+        return args.name
+    prefix = f"{args.space}-{args.budget}-"
+    found = sorted((p for p in storage.glob(prefix + "*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UsageError(f"no {args.space} study with budget {args.budget} under {storage} to resume; "
+                         f"start one without --resume")
+    return found[-1].name
+
+
+def check_address(address: str) -> str:
+    """Fail fast on an unreachable cluster: ray.init retries an unreachable GCS for minutes.
+
+    'auto' is resolved like Ray does, through the address file of a `ray start` on this host.
+    """
+    if address == "auto":
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if not current.exists():
+            raise UsageError("--address auto found no running Ray cluster on this host; start one with "
+                             "`ray start --head` or drop --address to start a local one")
+        address = current.read_text().split()[0]
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError):
+        raise UsageError(f"cannot reach the Ray cluster at {address}; start one with `ray start --head` "
+                         f"or drop --address to start a local one") from None
+    return address

@@ -1,0 +1,172 @@
+"""A study from plan to results: start (or join) Ray, set up MLflow, run the Tune searches, then
+stage 2 for the best tokenizers, the parent runs' summary and the report."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from results.cli import UsageError
+from results.contract import SELECTION_METRIC
+from tune.study.plan import SETTINGS_SUFFIX, StudyPlan, check_address
+from tune.study.tracking import TrialStatus, artifact_root
+
+MODE = "max"
+
+
+def run_study(plan: StudyPlan) -> int:
+    """Start (or join) Ray, set up MLflow, run the Tune searches, then summarise and report."""
+    import optuna
+    import ray
+    from ray import tune
+
+    from results.report import load_study
+    from tune.study.search import StudySearch
+    from tune.study.summary import summarize
+    from tune.study.trial import TrialContext, stage1_trainable, train_driver
+    from tune.study.tracking import StudyTracker
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", message="The number of trials is too small to compute importances")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    start = time.time()
+    ctx = _start_ray(plan)
+    try:
+        if plan.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < plan.gpus_per_trial:
+            raise UsageError(f"--gpus-per-trial {plan.gpus_per_trial:g} but the Ray cluster has "
+                             f"{ray.cluster_resources().get('GPU', 0):g} GPUs; drop the flag or join a GPU cluster")
+        _print_dashboard(ctx)
+        if not plan.resume:
+            plan.storage.mkdir(parents=True, exist_ok=True)
+            (plan.storage / f"{plan.name}{SETTINGS_SUFFIX}").write_text(json.dumps(plan.settings, indent=2))
+        tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name))
+        parents = {ds: tracker.parent_run(ds, {"study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
+                                               "grid": plan.grid, "seeds": plan.seeds, "num_samples": plan.num_samples,
+                                               **plan.train})
+                   for ds in plan.datasets}
+        context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
+                               parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
+                               gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"),
+                               stage2=plan.stage2 == "all", fcn_cache=str(plan.results_dir / "fcn"))
+        if plan.executor == "train":   # the trial only drives: its Train worker holds the CPUs / GPUs
+            trainable = tune.with_resources(tune.with_parameters(train_driver, context=context),
+                                            {"cpu": 0, "memory": 256 * 1024 ** 2})
+        else:
+            trainable = tune.with_resources(tune.with_parameters(stage1_trainable, context=context),
+                                            {"cpu": plan.cpus_per_trial})
+        path = plan.storage / plan.name
+        if plan.resume:
+            if not tune.Tuner.can_restore(str(path)):
+                raise UsageError(f"study {plan.name} has no Tune state to resume at {path}; start it again without --resume")
+            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+        else:
+            searcher = StudySearch(plan.datasets, plan.space, num_samples=plan.num_samples, seeds=plan.seeds,
+                                   metric=SELECTION_METRIC, mode=MODE, seed=plan.search_seed, grid=plan.grid, base=plan.train)
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    metric=SELECTION_METRIC, mode=MODE, search_alg=searcher, num_samples=searcher.total_trials,
+                    max_concurrent_trials=plan.max_concurrent or _slots(plan, ray.cluster_resources()),
+                    reuse_actors=plan.executor == "function", trial_dirname_creator=_trial_dirname),
+                run_config=tune.RunConfig(
+                    name=plan.name, storage_path=str(plan.storage), verbose=1,
+                    failure_config=tune.FailureConfig(max_failures=2),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=[TrialStatus(plan.tracking_uri, plan.name)]))
+        tuner.fit()
+        if plan.stage2 == "best":
+            stage2_for_best(load_study(plan.name, plan.tracking_uri), plan, context)
+        summarize(load_study(plan.name, plan.tracking_uri), plan, tracker, parents, wall_s=time.time() - start)
+    finally:
+        ray.shutdown()
+    if plan.report:
+        _write_report(plan)
+    print(f"\nMLflow UI:  mlflow ui --backend-store-uri {plan.tracking_uri} --host 127.0.0.1 --port 5000"
+          if plan.tracking_uri.startswith("sqlite") else f"\nMLflow: {plan.tracking_uri}")
+    return 0
+
+
+def stage2_for_best(runs, plan: StudyPlan, context) -> None:
+    """Stage 2 for each dataset's best tokenizer per SSL method and augmentation set (results.selection's
+    rule), as Ray tasks; each writes into the run of the configuration's first finished seed."""
+    import ray
+
+    from results.selection import select_best
+
+    trials = runs.trials
+    picks = select_best(trials, by=["dataset", "ssl_method", "aug_set"])
+    rows = [trials[(trials["config_id"] == p.config_id) & (trials["status"] == "FINISHED")].sort_values("seed").iloc[0]
+            for p in picks.itertuples()]
+    task = ray.remote(num_cpus=plan.cpus_per_trial, num_gpus=plan.gpus_per_trial)(_stage2_task)
+    refs = [task.remote(row[runs.params].dropna().to_dict(), row["trial_id"], context) for row in rows]
+    print(f"stage 2 for {len(refs)} best tokenizers (dataset x method)", flush=True)
+    for ref, row in zip(refs, rows):
+        try:
+            metrics = ray.get(ref)
+            print(f"  {row['dataset']} {row['ssl_method']} {row['aug_set']}: FID {metrics['gen/fid']:.3g} "
+                  f"IS {metrics['gen/is']:.3g} CAS {metrics['gen/cas']:.3f}", flush=True)
+        except Exception as err:  # one failed stage 2 must not lose the others
+            print(f"  {row['dataset']} {row['ssl_method']} {row['aug_set']}: stage 2 failed: "
+                  f"{str(err).strip().splitlines()[-1]}", flush=True)
+
+
+def _stage2_task(params: dict, trial_id: str, context) -> dict:
+    """Fetch a finished trial's tokenizer from MLflow and run its stage 2 into the same run."""
+    from datasets.ucr import load_dataset
+    from tune.config import from_flat_dict, to_flat_dict
+    from tune.engine.tokenizer_training import TOKENIZER_FILE
+    from tune.study.trial import run_name, run_stage2
+    from tune.study.tracking import TrialRun
+
+    cfg = from_flat_dict(params)
+    tracker = TrialRun(context.tracking_uri, context.experiment_id, context.parent_runs[cfg.dataset], trial_id,
+                       run_name(cfg), to_flat_dict(cfg))
+    data = load_dataset(cfg.dataset, context.ucr_root, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                        nan_policy=cfg.nan_policy)
+    with tempfile.TemporaryDirectory() as d:
+        local = tracker.client.download_artifacts(tracker.run_id, f"checkpoint/{TOKENIZER_FILE}", d)
+        return run_stage2(tracker, cfg, data, Path(local).parent, context.fcn_cache)
+
+
+def _start_ray(plan: StudyPlan):
+    import ray
+
+    try:
+        if plan.address:
+            return ray.init(address=check_address(plan.address), logging_level="WARNING")
+        return ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True,
+                        dashboard_host="127.0.0.1", logging_level="WARNING")
+    except (ConnectionError, RuntimeError, TimeoutError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"cannot reach the Ray cluster at {plan.address or 'local'} ({first}); "
+                         f"start one with `ray start --head` or drop --address") from None
+
+
+def _print_dashboard(ctx) -> None:
+    url = getattr(ctx, "dashboard_url", None)
+    if url:
+        token = Path.home() / ".ray" / "auth_token"
+        extra = f" (token authentication: paste the token from {token})" if token.exists() else ""
+        print(f"Ray dashboard: http://{url}{extra}", flush=True)
+
+
+def _slots(plan: StudyPlan, resources: dict) -> int:
+    """Concurrent trials the cluster holds: its CPUs (or GPUs) divided by one trial's share."""
+    slots = int(resources.get("CPU", 1) // plan.cpus_per_trial)
+    if plan.gpus_per_trial > 0:
+        slots = min(slots, int(resources.get("GPU", 0) // plan.gpus_per_trial))
+    return max(1, slots)
+
+
+def _trial_dirname(trial) -> str:
+    return trial.trial_id
+
+
+def _write_report(plan: StudyPlan) -> None:
+    from results.report import write_report
+
+    write_report(plan.name, tracking_uri=plan.tracking_uri, results_dir=plan.results_dir)

@@ -1,0 +1,99 @@
+"""The end of a study: per dataset, the best SSL configuration (results.selection's rule) beside the
+baseline, logged to the dataset's MLflow parent run and printed as a table.
+
+It reads the study's own MLflow store, as the report does, so the `best.*` tags of a parent run and the
+report's `selected.md` name the same configuration.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+import pandas as pd
+from ray.tune.search.optuna import OptunaSearch
+
+from results.contract import BASELINE_METHOD, IDENTITY_PARAMS, SELECTION_METRIC
+from results.report import StudyRuns
+from results.selection import select_best
+
+KEYS = ["val/svm_acc", "val/knn_acc", "test/svm_acc", "test/knn_acc", "test/recon_loss", "time/train_s",
+        "gen/fid", "gen/is", "gen/cas"]
+
+
+def param_importances(searched: pd.DataFrame, space) -> dict[str, float]:
+    """Optuna's fANOVA importances of the searched parameters for one dataset (empty if too few trials)."""
+    distributions = OptunaSearch.convert_search_space(space.params)
+    study = optuna.create_study(direction="maximize")
+    for _, row in searched.iterrows():
+        params = {k: _as_choice(row.get(k), d) for k, d in distributions.items()}
+        value = pd.to_numeric(row.get(SELECTION_METRIC), errors="coerce")
+        if any(v is None for v in params.values()) or not math.isfinite(value):
+            continue
+        try:
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
+        except ValueError:      # a grid value outside the TPE range
+            continue
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return {}
+
+
+def _as_choice(text: Any, distribution) -> Any:
+    """An MLflow param (a string) as the value Optuna's distribution holds."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return None
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return next((c for c in distribution.choices if str(c) == str(text)), None)
+    number = float(text)
+    return int(number) if isinstance(distribution, optuna.distributions.IntDistribution) else number
+
+
+def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: float) -> pd.DataFrame:
+    """Finish each dataset's parent run with the best configuration, its means and the baseline's."""
+    trials = runs.trials
+    for k in KEYS:
+        trials[k] = pd.to_numeric(trials[k], errors="coerce") if k in trials else math.nan
+    out = []
+    for ds in plan.datasets:
+        d = trials[trials["dataset"] == ds]
+        finished = d[d["status"] == "FINISHED"]
+        base = finished[finished["ssl_method"] == BASELINE_METHOD]
+        searched = d[d["ssl_method"] != BASELINE_METHOD]
+        summary: dict[str, Any] = {"dataset": ds, "trials": len(d), "failed": int((d["status"] == "FAILED").sum())}
+        metrics: dict[str, float] = {}
+        tags: dict[str, str] = {}
+        artifacts: dict[str, Any] = {}
+        if len(base):
+            for k in KEYS:
+                metrics[f"baseline/{k.replace('/', '_')}"] = float(base[k].mean())
+        pick = select_best(searched, by=["dataset"])
+        if len(pick):
+            best = pick.iloc[0]
+            rows = searched[(searched["config_id"] == best["config_id"]) & (searched["status"] == "FINISHED")]
+            for k in KEYS:
+                metrics[f"best/{k.replace('/', '_')}"] = float(rows[k].mean())
+            first = rows.sort_values("seed").iloc[0]
+            tags = {f"best.{k}": str(first[k]) for k in IDENTITY_PARAMS} | {
+                "best.config_id": best["config_id"], "best.n_tied": str(int(best["n_tied"]))}
+            artifacts["best_config.json"] = {k: first[k] for k in plan.space.params} | {
+                k: first[k] for k in IDENTITY_PARAMS} | {"config_id": best["config_id"]}
+            artifacts["param_importances.json"] = param_importances(searched[searched["status"] == "FINISHED"],
+                                                                    plan.space)
+        tracker.finish_parent(parents[ds], metrics, tags, artifacts)
+        summary |= {k: metrics.get(k, math.nan) for k in
+                    ("best/val_svm_acc", "best/test_svm_acc", "best/test_recon_loss",
+                     "baseline/val_svm_acc", "baseline/test_svm_acc", "baseline/test_recon_loss",
+                     "best/gen_fid", "baseline/gen_fid")}
+        summary = {k: v for k, v in summary.items() if not (k.endswith("gen_fid") and math.isnan(v))}
+        summary["best"] = " ".join(f"{k.split('.')[1]}={v}" for k, v in tags.items()
+                                   if k.split(".")[1] in IDENTITY_PARAMS) or "-"
+        out.append(summary)
+    frame = pd.DataFrame(out)
+    failed = int((trials["status"] == "FAILED").sum()) if len(trials) else 0
+    print(f"\nStudy {plan.name}: {len(trials)} trials ({failed} failed) in {wall_s / 60:.1f} min")
+    if len(frame):
+        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
+            print(frame.drop(columns=["trials"]).to_string(index=False))
+    return frame
