@@ -144,7 +144,22 @@ def read_tsv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if np.isnan(table[:, 0]).any():
         raise DataError(f"{path}: line {np.flatnonzero(np.isnan(table[:, 0]))[0] + 1} has no label; "
                         "the first column must be the class label")
+    check_finite(table[:, 1:], str(path))
     return table[:, 0], table[:, 1:]
+
+
+# |value| above this overflows the normalisation (its square is taken in float64, the model runs in float32)
+MAX_ABS_VALUE = 1e15
+
+
+def check_finite(x: np.ndarray, where: str) -> None:
+    """Refuse inf and overflowing cells of x: (n, l), naming the 1-based line (series) and column (time step + 1)."""
+    bad = np.isinf(x) | (np.abs(np.nan_to_num(x)) > MAX_ABS_VALUE)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(f"{where}: line {row + 1}, column {col + 2} holds {x[row, col]:g}, which cannot be "
+                        f"normalised (only finite values up to {MAX_ABS_VALUE:g} in size, or NaN for missing "
+                        f"values); fix that cell")
 
 
 def _is_number(cell: str) -> bool:
@@ -205,7 +220,7 @@ def validate(name: str, y_train: np.ndarray, x_train: np.ndarray, y_test: np.nda
         raise DataError(f"{where}: {len(train_classes)} classes, the archive summary says {row.Class}; {fix}")
 
 
-def fill_nan(x: np.ndarray, padded: bool) -> np.ndarray:
+def fill_nan(x: np.ndarray, padded: bool, where: str = "data") -> np.ndarray:
     """The "resample" NaN policy, per series x: (n, l) -> (n, l) without NaN.
 
     If `padded` (a "Vary" dataset), the trailing NaN run is padding: the valid prefix is linearly
@@ -218,7 +233,8 @@ def fill_nan(x: np.ndarray, padded: bool) -> np.ndarray:
     for i in np.flatnonzero(np.isnan(out).any(axis=1)):
         valid = ~np.isnan(out[i])
         if not valid.any():
-            raise DataError(f"series {i} is all NaN; drop it or use nan_policy='zero'")
+            raise DataError(f"{where}: line {i + 1} is all NaN (no values to resample); drop that series or pass "
+                            f"--set nan_policy=zero, which sets missing values to the train mean")
         end = length - np.argmax(valid[::-1]) if padded else length
         t = np.flatnonzero(valid[:end])
         series = np.interp(np.arange(end), t, out[i, t])  # (end,)
@@ -286,14 +302,18 @@ def load_dataset(name: str, ucr_root: str | os.PathLike | None = None, *, val_fr
     if folder is None:
         y_train, x_train, y_test, x_test = _load_bundled(name)
         source = "the aeon-bundled copy"
+        files = {s: f"{name} ({source}), {s.lower()} split" for s in ("TRAIN", "TEST")}
+        for s, x in (("TRAIN", x_train), ("TEST", x_test)):
+            check_finite(x, files[s])
     else:
-        (y_train, x_train), (y_test, x_test) = (read_tsv(folder / f"{name}_{s}.tsv") for s in ("TRAIN", "TEST"))
+        files = {s: str(folder / f"{name}_{s}.tsv") for s in ("TRAIN", "TEST")}
+        (y_train, x_train), (y_test, x_test) = (read_tsv(Path(files[s])) for s in ("TRAIN", "TEST"))
         source = str(folder)
     validate(name, y_train, x_train, y_test, x_test, source)
 
     if nan_policy == "resample":
         padded = _summary().set_index("Name").loc[name, "Length"] == "Vary"
-        x_train, x_test = fill_nan(x_train, padded), fill_nan(x_test, padded)
+        x_train, x_test = fill_nan(x_train, padded, files["TRAIN"]), fill_nan(x_test, padded, files["TEST"])
     mean, std = float(np.nanmean(x_train)), float(np.nanstd(x_train))
     if not std > 0:
         raise DataError(f"{name} in {source}: the train split is constant, so it cannot be z-normalised")

@@ -32,6 +32,9 @@ class TokenizerConfig:
     dead_code_threshold: float = 0.0  # > 0: restart codes whose EMA count falls below it (0 = reference)
     in_channels: int = 1
 
+    def __post_init__(self):
+        _check_config(self)      # a bad shape fails where the config is made, before any training starts
+
 
 @dataclass(frozen=True)
 class TokenizerOutput:
@@ -96,6 +99,9 @@ def _check_config(cfg: TokenizerConfig) -> None:
     if cfg.tokens_wide_min < 1 or cfg.tokens_wide_max < 2 * cfg.tokens_wide_min - 1:
         raise ValueError(f"tokenizer needs 1 <= tokens_wide_min and tokens_wide_max >= 2 * tokens_wide_min - 1 "
                          f"(halving must land in the range), got {cfg.tokens_wide_min}..{cfg.tokens_wide_max}")
+    if not (0.0 <= cfg.ema_decay < 1.0 and cfg.commitment_weight >= 0.0 and cfg.dead_code_threshold >= 0.0):
+        raise ValueError(f"tokenizer needs 0 <= ema_decay < 1 and commitment_weight, dead_code_threshold >= 0, got "
+                         f"{cfg.ema_decay}, {cfg.commitment_weight}, {cfg.dead_code_threshold}")
 
 
 class ResBlock(nn.Module):

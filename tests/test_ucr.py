@@ -305,3 +305,29 @@ def test_copied_archive_folder_with_dropped_rows(tmp_path):
     lines = (SHARED / "Coffee" / "Coffee_TRAIN.tsv").read_text().splitlines(keepends=True)
     (folder / "Coffee_TRAIN.tsv").write_text("".join(lines[:-2]))
     raises_one_line("train split has 26 series, the archive summary says 28", load_dataset, "Coffee", tmp_path)
+
+
+# --- non-finite and overflowing cells, all-NaN series: the file, the split and the 1-based line ---
+
+def _with_cell(value, row=3, col=5):
+    def edit(y_tr, x_tr, y_te, x_te):
+        x_tr[row, col] = value
+        return y_tr, x_tr, y_te, x_te
+    return edit
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, 1e308])
+def test_non_finite_or_overflowing_cell_names_file_and_line(tmp_path, value):
+    root = write_dataset(tmp_path, "GunPoint", _with_cell(value))
+    err = raises_one_line("line 4, column 7", load_dataset, "GunPoint", root)
+    assert "GunPoint_TRAIN.tsv" in err and "constant" not in err
+
+
+def test_all_nan_series_names_file_split_line_and_the_option(tmp_path):
+    def edit(y_tr, x_tr, y_te, x_te):
+        x_te[9] = np.nan
+        return y_tr, x_tr, y_te, x_te
+    root = write_dataset(tmp_path, "GunPoint", edit)
+    err = raises_one_line("line 10 is all NaN", load_dataset, "GunPoint", root)
+    assert "GunPoint_TEST.tsv" in err and "nan_policy=zero" in err
+    assert np.isfinite(load_dataset("GunPoint", root, nan_policy="zero").x_test).all()

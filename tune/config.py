@@ -19,6 +19,13 @@ class ConfigError(UsageError):
     """A config key or value that cannot run; the message names the key and what it accepts."""
 
 
+def check_device_name(name: str) -> None:
+    """auto, cpu, cuda or cuda:N: a typo fails when the config is made, not inside a trial."""
+    head, _, index = name.partition(":")
+    if head not in ("auto", "cpu", "cuda") or (index and (head != "cuda" or not index.isdigit())):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+
+
 @dataclass(frozen=True)
 class Stage2Config:
     """Stage 2 of a trial: the MaskGIT prior over its tokens and the generative metrics."""
@@ -53,6 +60,7 @@ class Stage2Config:
     device: str = "auto"           # auto | cpu | cuda
 
     def __post_init__(self):
+        check_device_name(self.device)
         if min(self.epochs, self.eval_every, self.steps, self.gen_batch, self.is_splits, self.fcn_epochs,
                self.fcn_patience, self.cas_epochs, self.cas_patience) < 1:
             raise ValueError("stage-2 epochs, eval_every, steps, gen_batch, is_splits and the FCN/CAS epochs and "
@@ -92,6 +100,13 @@ class TrainConfig:
             parse_aug_set(self.aug_set)          # raises with the valid names
         if self.epochs < 1 or self.eval_every < 1 or self.batch_size < 2:
             raise ValueError("epochs and eval_every must be at least 1 and batch_size at least 2")
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.aug_recon_weight >= 0 and self.proj_dim >= 1):
+            raise ValueError(f"lr must be > 0 and weight_decay, aug_recon_weight >= 0, proj_dim >= 1; got lr={self.lr}, "
+                             f"weight_decay={self.weight_decay}, aug_recon_weight={self.aug_recon_weight}, "
+                             f"proj_dim={self.proj_dim}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        check_device_name(self.device)
 
 
 def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:

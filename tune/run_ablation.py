@@ -35,9 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--datasets", default="bundled",
                       help="comma-separated UCR names, 'all' (the 128 of the archive) or 'bundled' "
                            "(default: the datasets shipped with aeon, offline)")
-    what.add_argument("--stage2", default="off", choices=["off", "all", "best"],
+    what.add_argument("--stage2", default="off", nargs="?", const="all", choices=["off", "all", "best"],
                       help="stage 2 (MaskGIT prior + FID / IS / CAS): after every trial, or only for the best "
-                           "tokenizer per dataset and method (by validation accuracy) once the search is done")
+                           "tokenizer per dataset and method (by validation accuracy) once the search is done; alone: all")
     what.add_argument("--ucr-root", help="UCRArchive_2018 folder (default: $UCR_ARCHIVE_DIR, the download "
                                          "cache of `python -m datasets.download`, then the bundled datasets)")
     size = p.add_argument_group("how much")

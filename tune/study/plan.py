@@ -8,12 +8,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import secrets
+import shutil
 import socket
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from datasets.ucr import BUNDLED, load_dataset, resolve_names
 from models.tokenizer import min_length
@@ -100,7 +105,7 @@ def make_plan(args) -> StudyPlan:
     results_dir = Path(args.results_dir).expanduser().resolve() if args.results_dir else DEFAULT_RESULTS_DIR
     name = _study_name(args, results_dir / "ray_results")
     if args.resume:        # a resumed study keeps what it was started with; only where it runs may change
-        args = _restore_settings(args, results_dir / "ray_results" / f"{name}{SETTINGS_SUFFIX}")
+        args = _restore_settings(args, results_dir / "ray_results" / name / SETTINGS_FILE)
     space, budget = SPACES[args.space], BUDGETS[args.budget]
     for flag, value in (("--num-samples", args.num_samples), ("--seeds", args.seeds), ("--max-concurrent", args.max_concurrent)):
         if value is not None and value < 1:
@@ -131,18 +136,23 @@ def make_plan(args) -> StudyPlan:
     shapes = {n: shapes[n] for n in names}
 
     _check_writable(results_dir)
+    tracking_uri = args.mlflow_uri or default_tracking_uri(results_dir)
+    check_tracking_store(tracking_uri)
+    if args.gpus_per_trial > 0 and not args.address:
+        _check_local_gpus(args.gpus_per_trial)
     return StudyPlan(
         name=name, space=space, budget=budget, grid=args.grid, datasets=names, shapes=shapes,
         num_samples=len(space.grid_points()) if args.grid else (args.num_samples or budget.num_samples),
         seeds=args.seeds or budget.seeds, search_seed=args.search_seed, train=train, results_dir=results_dir,
-        tracking_uri=args.mlflow_uri or default_tracking_uri(results_dir), address=args.address,
+        tracking_uri=tracking_uri, address=check_address(args.address) if args.address else None,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, executor=executor,
         max_concurrent=args.max_concurrent, resume=args.resume, stage2=args.stage2,
         ucr_root=str(Path(args.ucr_root).expanduser().resolve()) if args.ucr_root else None,
         report=not args.no_report, settings={k: getattr(args, k) for k in SAVED_SETTINGS})
 
 
-SETTINGS_SUFFIX = ".settings.json"
+SETTINGS_FILE = "study_settings.json"     # inside the study's Tune folder: what --resume restores
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SAVED_SETTINGS = ("space", "budget", "grid", "datasets", "ucr_root", "num_samples", "seeds", "search_seed", "overrides",
                   "stage2", "cpus_per_trial", "gpus_per_trial", "executor")
 
@@ -164,9 +174,52 @@ def _check_writable(path: Path) -> None:
                          f"pass a writable --results-dir") from None
 
 
+def _check_local_gpus(gpus_per_trial: float) -> None:
+    """A local cluster has the GPUs torch sees here: refuse a GPU study without them before Ray starts."""
+    import torch
+
+    have = torch.cuda.device_count()
+    if have == 0 or gpus_per_trial > have:
+        raise UsageError(f"--gpus-per-trial {gpus_per_trial:g} but this machine has {have} GPU(s) that torch can use; "
+                         f"drop the flag, lower it, or join a GPU cluster with --address")
+
+
+def check_tracking_store(uri: str) -> None:
+    """Refuse an MLflow store that cannot work, within seconds: a local SQLite file must be creatable (or be
+    SQLite), a server must answer /health; MLflow itself would retry an unreachable server for minutes."""
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme == "sqlite":
+        path = Path(unquote(uri[len("sqlite:///"):]))
+        parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
+        if parent is None or not parent.is_dir() or (path.exists() and not path.is_file()):
+            raise UsageError(f"cannot create the MLflow store {path}: {parent} is not a directory; "
+                             f"pass another --mlflow-uri or --results-dir")
+        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise UsageError(f"cannot write the MLflow store {path}; pass a writable --results-dir or --mlflow-uri")
+        if path.exists() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
+            raise UsageError(f"{path} is not an SQLite database; pass another --mlflow-uri")
+    elif scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as answer:
+                answer.read()
+        except (OSError, ValueError) as err:
+            reason = getattr(err, "reason", None) or err
+            raise UsageError(f"cannot reach the MLflow server at {uri} ({reason}); start it (mlflow server "
+                             f"--host 127.0.0.1 --port PORT) or drop --mlflow-uri") from None
+    elif scheme not in TRACKING_SCHEMES:
+        raise UsageError(f"unsupported --mlflow-uri {uri!r}; use sqlite:////abs/path.db, http(s)://host:port or "
+                         f"a database URI ({', '.join(sorted(TRACKING_SCHEMES - {'sqlite', 'http', 'https'}))})")
+
+
+TRACKING_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks"}
+
+
 def _study_name(args, storage: Path) -> str:
+    if args.name is not None and not NAME_PATTERN.fullmatch(args.name):
+        raise UsageError(f"study name {args.name!r} must be 1-100 letters, digits, '.', '_' or '-' and start with "
+                         f"a letter or digit (it names folders and the MLflow experiment)")
     if not args.resume:
-        name = args.name or f"{args.space}-{args.budget}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = args.name or f"{args.space}-{args.budget}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         if (storage / name).exists():
             raise UsageError(f"study {name} already exists under {storage}; add --resume to continue it "
                              f"or pass another --name")
@@ -181,6 +234,26 @@ def _study_name(args, storage: Path) -> str:
         raise UsageError(f"no {args.space} study with budget {args.budget} under {storage} to resume; "
                          f"start one without --resume")
     return found[-1].name
+
+
+def claim_study_folder(plan: StudyPlan) -> None:
+    """Create the study's folder atomically and save its settings there: of two launches with one name,
+    the second is refused here, before it starts Ray or writes to MLflow."""
+    path = plan.storage / plan.name
+    try:
+        plan.storage.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
+    except FileExistsError:
+        raise UsageError(f"study {plan.name} already exists under {plan.storage} (another launch may be running "
+                         f"it); add --resume to continue it or pass another --name") from None
+    (path / SETTINGS_FILE).write_text(json.dumps(plan.settings, indent=2))
+
+
+def release_study_folder(plan: StudyPlan) -> None:
+    """Undo claim_study_folder for a study that failed before its first trial: nothing half-written stays."""
+    path = plan.storage / plan.name
+    if path.is_dir() and {p.name for p in path.iterdir()} <= {SETTINGS_FILE}:
+        shutil.rmtree(path)
 
 
 def check_address(address: str) -> str:

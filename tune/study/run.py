@@ -2,16 +2,18 @@
 stage 2 for the best tokenizers, the parent runs' summary and the report."""
 from __future__ import annotations
 
-import json
 import os
+import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+import pandas as pd
+
 from results.cli import UsageError
 from results.contract import SELECTION_METRIC
-from tune.study.plan import SETTINGS_SUFFIX, StudyPlan, check_address
+from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
 from tune.study.tracking import TrialStatus, artifact_root
 
 MODE = "max"
@@ -33,16 +35,25 @@ def run_study(plan: StudyPlan) -> int:
     warnings.filterwarnings("ignore", message="The number of trials is too small to compute importances")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # a tracking server that goes away mid-study fails a call in seconds, not after MLflow's minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     start = time.time()
-    ctx = _start_ray(plan)
+    if not plan.resume:
+        claim_study_folder(plan)
+    started = False
+    try:
+        ctx = _start_ray(plan)
+    except BaseException:
+        if not plan.resume:
+            release_study_folder(plan)
+        raise
     try:
         if plan.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < plan.gpus_per_trial:
             raise UsageError(f"--gpus-per-trial {plan.gpus_per_trial:g} but the Ray cluster has "
                              f"{ray.cluster_resources().get('GPU', 0):g} GPUs; drop the flag or join a GPU cluster")
         _print_dashboard(ctx)
-        if not plan.resume:
-            plan.storage.mkdir(parents=True, exist_ok=True)
-            (plan.storage / f"{plan.name}{SETTINGS_SUFFIX}").write_text(json.dumps(plan.settings, indent=2))
+        started = True
         tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name))
         parents = {ds: tracker.parent_run(ds, {"study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
                                                "grid": plan.grid, "seeds": plan.seeds, "num_samples": plan.num_samples,
@@ -78,15 +89,36 @@ def run_study(plan: StudyPlan) -> int:
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     callbacks=[TrialStatus(plan.tracking_uri, plan.name)]))
         tuner.fit()
+        runs = load_study(plan.name, plan.tracking_uri)
         if plan.stage2 == "best":
-            stage2_for_best(load_study(plan.name, plan.tracking_uri), plan, context)
-        summarize(load_study(plan.name, plan.tracking_uri), plan, tracker, parents, wall_s=time.time() - start)
+            stage2_for_best(runs, plan, context)
+            runs = load_study(plan.name, plan.tracking_uri)
+        summarize(runs, plan, tracker, parents, wall_s=time.time() - start)
+    except BaseException:
+        if not started and not plan.resume:
+            release_study_folder(plan)
+        raise
     finally:
         ray.shutdown()
     if plan.report:
         _write_report(plan)
     print(f"\nMLflow UI:  mlflow ui --backend-store-uri {plan.tracking_uri} --host 127.0.0.1 --port 5000"
           if plan.tracking_uri.startswith("sqlite") else f"\nMLflow: {plan.tracking_uri}")
+    return exit_code(runs.trials["status"] if len(runs.trials) else [])
+
+
+def exit_code(statuses) -> int:
+    """0 when some trial finished; 1 (with the reason on stderr) when every trial failed or none finished.
+    A share of failed trials is printed but is no failure of the study: the report lists them."""
+    counts = pd.Series(list(statuses), dtype=object).value_counts()
+    finished, total = int(counts.get("FINISHED", 0)), int(counts.sum())
+    if finished == 0:
+        print(f"error: none of the study's {total} trial(s) finished ({int(counts.get('FAILED', 0))} failed); "
+              f"see the summary and the MLflow runs' error tags", file=sys.stderr)
+        return 1
+    if finished < total:
+        print(f"warning: {total - finished} of {total} trials did not finish ({finished / total:.0%} finished); "
+              f"the summary lists them", file=sys.stderr)
     return 0
 
 
@@ -133,24 +165,45 @@ def _stage2_task(params: dict, trial_id: str, context) -> dict:
 
 
 def _start_ray(plan: StudyPlan):
+    """Join plan.address (checked reachable by the plan) or start a local cluster bound to the loopback."""
     import ray
 
+    if plan.address:
+        use_cluster_token()
+        try:
+            return ray.init(address=plan.address, logging_level="WARNING")
+        except (ConnectionError, RuntimeError, TimeoutError) as err:
+            raise UsageError(f"cannot join the Ray cluster at {plan.address} ({_first_line(err)}); if it uses token "
+                             f"authentication, put its token in {TOKEN_FILE} or RAY_AUTH_TOKEN and export "
+                             f"RAY_AUTH_MODE=token") from None
     try:
-        if plan.address:
-            return ray.init(address=check_address(plan.address), logging_level="WARNING")
         return ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True,
-                        dashboard_host="127.0.0.1", logging_level="WARNING")
-    except (ConnectionError, RuntimeError, TimeoutError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"cannot reach the Ray cluster at {plan.address or 'local'} ({first}); "
-                         f"start one with `ray start --head` or drop --address") from None
+                        dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", logging_level="WARNING")
+    except (ConnectionError, RuntimeError, TimeoutError, OSError, ValueError) as err:
+        raise UsageError(f"cannot start a local Ray cluster ({_first_line(err)}); Ray's logs are under "
+                         f"{Path(tempfile.gettempdir()) / 'ray'} (a long temp dir breaks its socket paths: "
+                         f"set RAY_TMPDIR=/tmp)") from None
+
+
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+
+
+def use_cluster_token() -> None:
+    """Clusters started with `ray start` (Ray >= 2.59) require a token; a driver only sends it when
+    RAY_AUTH_MODE=token. Set that when a token is at hand and the user chose no mode."""
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or TOKEN_FILE.is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _print_dashboard(ctx) -> None:
     url = getattr(ctx, "dashboard_url", None)
     if url:
-        token = Path.home() / ".ray" / "auth_token"
-        extra = f" (token authentication: paste the token from {token})" if token.exists() else ""
+        extra = f" (token authentication: paste the token from {TOKEN_FILE})" if TOKEN_FILE.exists() else ""
         print(f"Ray dashboard: http://{url}{extra}", flush=True)
 
 

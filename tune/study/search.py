@@ -7,6 +7,7 @@ and queues the `none` baseline once per dataset and seed before anything else.
 """
 from __future__ import annotations
 
+import math
 import pickle
 from collections import deque
 from typing import Any
@@ -64,8 +65,9 @@ class StudySearch(Searcher):
             return
         group = self.groups[group_id]
         group["pending"] -= 1
-        if result and result.get(self.metric) is not None:
-            group["values"].append(float(result[self.metric]))
+        value = (result or {}).get(self.metric)
+        if value is not None and math.isfinite(value):     # a failed trial reports NaN: it has no score
+            group["values"].append(float(value))
         if group["pending"] == 0 and not group_id.endswith("-baseline"):
             values = group["values"]
             mean = {self.metric: sum(values) / len(values)} if values else None

@@ -71,7 +71,7 @@ class StudyTracker:
     def close_trial(self, trial_id: str, status: str, error: str | None = None) -> None:
         """Give a trial's run its final status when its process could not (killed, crashed)."""
         run = self.find_trial_run(trial_id)
-        if run is None or run.info.status == "FINISHED":
+        if run is None or run.info.status in ("FINISHED", "FAILED"):
             return
         if error:
             self.client.set_tag(run.info.run_id, "error", error[-5000:])

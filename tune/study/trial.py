@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import tempfile
 import time
 import traceback
@@ -22,12 +23,15 @@ import numpy as np
 import torch
 
 from datasets.ucr import UCRDataset, load_dataset
+from results.cli import EXPECTED
+from results.contract import SELECTION_METRIC
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 from tune.engine.figures import reconstruction_figure
 from tune.engine.tokenizer_training import TOKENIZER_FILE, load_tokenizer, train_stage1
 from tune.study.tracking import TrialRun
 
-EVAL_KEY = "val/svm_acc"   # present in a report exactly when the epoch evaluated
+EVAL_KEY = SELECTION_METRIC   # present in a report exactly when the epoch evaluated
+FAILED_KEY = "trial_failed"    # in the last report of a trial that failed for a reason a retry cannot change
 ToTune = Callable[[dict, bool], None]  # (metrics, attach_checkpoint)
 
 
@@ -79,6 +83,13 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
         tracker.log_metrics({"time/trial_s": time.perf_counter() - started}, cfg.epochs)
         tracker.finish()
         return final
+    except EXPECTED as err:
+        # Deterministic (divergence, a bad config, bad data): a retry would fail the same way, so the trial
+        # ends here, FAILED in MLflow with the reason, and Tune and Optuna are told it has no score.
+        reason = str(err).splitlines()[0]
+        tracker.finish("FAILED", error=reason)
+        to_tune({EVAL_KEY: math.nan, FAILED_KEY: reason}, False)
+        return {}
     except BaseException:
         tracker.finish("FAILED", error=traceback.format_exc())
         raise
