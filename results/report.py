@@ -15,7 +15,6 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 if __name__ == "__main__" and not __package__:   # `python results/report.py`: import from the repo root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -31,6 +30,7 @@ from results.contract import (BASELINE_METHOD, CONFIG_TAG, DEFAULT_RESULTS_DIR, 
 from results.figures import cd_figure, save_figure, weight_figure  # noqa: E402
 from results.selection import select_best  # noqa: E402
 from results.stats import average_ranks, mean_ci, wilcoxon_holm  # noqa: E402
+from results.store import check_tracking_store  # noqa: E402
 
 METRICS = ["test/svm_acc", "test/knn_acc", "test/recon_loss", "val/svm_acc", "codebook/perplexity",
            "codebook/usage", "time/train_s", "time/trial_s", "gen/fid", "gen/is", "gen/cas"]
@@ -58,9 +58,7 @@ def method_of(ssl_method: str, aug_set: str) -> str:
 
 def load_study(study: str, tracking_uri: str) -> StudyRuns:
     """Every run of the study's experiment; raises UsageError (one line) on a bad store or name."""
-    path = _local_store(tracking_uri)
-    if path is not None and not path.exists():
-        raise UsageError(f"no MLflow store at {path}; pass the study's --results-dir or --mlflow-uri")
+    check_tracking_store(tracking_uri, must_exist=True)
     client = MlflowClient(tracking_uri)
     try:
         exp = client.get_experiment_by_name(study)
@@ -286,14 +284,6 @@ def _log_to_parents(tracking_uri: str, parents: pd.DataFrame, shared: list[Path]
                 client.log_artifact(p.run_id, str(f), "report")
     except (MlflowException, OSError) as err:
         print(f"warning: report not logged to MLflow ({str(err).splitlines()[0]})", file=sys.stderr)
-
-
-def _local_store(uri: str) -> Path | None:
-    if uri.startswith("sqlite:///"):
-        return Path(unquote(uri[len("sqlite:///"):]))
-    if uri.startswith("file:"):
-        return Path(unquote(urlparse(uri).path))
-    return None if "://" in uri else Path(uri)
 
 
 def _count(v) -> float:

@@ -1,4 +1,6 @@
 """Bad input to the study CLI: one line on stderr, exit code 2, nothing written to MLflow."""
+import time
+
 import pytest
 
 from study_helpers import cli
@@ -22,6 +24,14 @@ def _run(capsys, results, *argv):
     (["--space", "aug_weight", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
     (["--space", "aug_weight", "--resume", "--name", "never-ran"], "no study named never-ran"),
     (["--space", "aug_weight", "--executor", "function", "--gpus-per-trial", "1"], "GPU trials run through Ray Train"),
+    (["--space", "aug_weight", "--dry-run", "--set", "lr=-1"], "lr must be > 0"),
+    (["--space", "aug_weight", "--dry-run", "--set", "device=tpu"], "unknown device 'tpu'"),
+    (["--space", "aug_weight", "--dry-run", "--set", "tokenizer.codebook_size=0"], "tokenizer sizes must be positive"),
+    (["--space", "aug_weight", "--dry-run", "--set", "stage2.width=31"], "multiple of heads"),
+    (["--space", "aug_weight", "--mlflow-uri", "bogus://x"], "unsupported --mlflow-uri 'bogus://x'"),
+    (["--space", "aug_weight", "--mlflow-uri", "http://127.0.0.1:1"], "cannot reach the MLflow server"),
+    (["--space", "aug_weight", "--name", "../../x"], "study name '../../x' must be"),
+    (["--space", "aug_weight", "--gpus-per-trial", "2"], "--gpus-per-trial 2 but this machine has 0 GPU"),
 ])
 def test_bad_input(capsys, tmp_path, argv, expected):
     code, out = _run(capsys, tmp_path, *argv, "--datasets" if "--datasets" not in argv else "--search-seed",
@@ -59,9 +69,19 @@ def test_list_spaces(capsys, tmp_path):
     assert code == 0 and all(name in out.out for name in ("aug_weight", "aug_set", "ssl", "full", "paper"))
 
 
-@pytest.mark.slow
-def test_gpus_asked_on_a_cluster_without_gpus(tmp_path):
-    proc = cli(tmp_path, "--space", "aug_weight", "--datasets", "GunPoint", "--gpus-per-trial", "0.5", timeout=300)
-    assert proc.returncode == 2
-    assert "error: --gpus-per-trial 0.5 but the Ray cluster has 0 GPUs" in proc.stderr
-    assert not (tmp_path / "mlflow.db").exists()
+def test_sqlite_store_under_a_regular_file(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, out = _run(capsys, tmp_path / "results", "--space", "aug_weight", "--datasets", "GunPoint",
+                     "--mlflow-uri", f"sqlite:///{blocker}/mlflow.db")
+    assert code == 2 and "cannot create the MLflow store" in out.err and "\n" not in out.err.strip()
+    assert not (tmp_path / "results" / "ray_results").exists()
+
+
+def test_unreachable_tracking_server_fails_in_seconds(tmp_path):
+    """MLflow alone retries an unreachable server for minutes; the plan asks /health with a short timeout."""
+    started = time.monotonic()
+    proc = cli(tmp_path, "--space", "aug_weight", "--datasets", "GunPoint", "--mlflow-uri", "http://127.0.0.1:1",
+               timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert time.monotonic() - started < 30

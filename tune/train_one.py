@@ -9,7 +9,7 @@ import json
 import time
 
 from results.cli import UsageError, run_cli
-from tune.cli import parse_overrides, write_json
+from tune.cli import check_output_file, parse_overrides, write_json
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 
 
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 1 or args.eval_every < 1:
         raise UsageError("--epochs and --eval-every must be at least 1")
     cfg = from_flat_dict(values)
+    check_output_file(args.json, "--json")
     from tune.engine.tokenizer_training import train_stage1   # torch and the models load after the arguments are checked
 
     print(json.dumps(to_flat_dict(cfg)))

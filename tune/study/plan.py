@@ -14,16 +14,15 @@ import shutil
 import socket
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from datasets.ucr import BUNDLED, load_dataset, resolve_names
 from models.tokenizer import min_length
 from results.cli import UsageError
 from results.contract import DEFAULT_RESULTS_DIR, default_tracking_uri
+from results.store import check_tracking_store
 from tune.cli import parse_overrides
 from tune.config import from_flat_dict
 from tune.spaces import BUDGETS, SPACES, Budget, SearchSpace
@@ -182,36 +181,6 @@ def _check_local_gpus(gpus_per_trial: float) -> None:
     if have == 0 or gpus_per_trial > have:
         raise UsageError(f"--gpus-per-trial {gpus_per_trial:g} but this machine has {have} GPU(s) that torch can use; "
                          f"drop the flag, lower it, or join a GPU cluster with --address")
-
-
-def check_tracking_store(uri: str) -> None:
-    """Refuse an MLflow store that cannot work, within seconds: a local SQLite file must be creatable (or be
-    SQLite), a server must answer /health; MLflow itself would retry an unreachable server for minutes."""
-    scheme = uri.split("://", 1)[0] if "://" in uri else ""
-    if scheme == "sqlite":
-        path = Path(unquote(uri[len("sqlite:///"):]))
-        parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
-        if parent is None or not parent.is_dir() or (path.exists() and not path.is_file()):
-            raise UsageError(f"cannot create the MLflow store {path}: {parent} is not a directory; "
-                             f"pass another --mlflow-uri or --results-dir")
-        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise UsageError(f"cannot write the MLflow store {path}; pass a writable --results-dir or --mlflow-uri")
-        if path.exists() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
-            raise UsageError(f"{path} is not an SQLite database; pass another --mlflow-uri")
-    elif scheme in ("http", "https"):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as answer:
-                answer.read()
-        except (OSError, ValueError) as err:
-            reason = getattr(err, "reason", None) or err
-            raise UsageError(f"cannot reach the MLflow server at {uri} ({reason}); start it (mlflow server "
-                             f"--host 127.0.0.1 --port PORT) or drop --mlflow-uri") from None
-    elif scheme not in TRACKING_SCHEMES:
-        raise UsageError(f"unsupported --mlflow-uri {uri!r}; use sqlite:////abs/path.db, http(s)://host:port or "
-                         f"a database URI ({', '.join(sorted(TRACKING_SCHEMES - {'sqlite', 'http', 'https'}))})")
-
-
-TRACKING_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks"}
 
 
 def _study_name(args, storage: Path) -> str:
