@@ -165,7 +165,8 @@ def _stage2_task(params: dict, trial_id: str, context) -> dict:
 
 
 def _start_ray(plan: StudyPlan):
-    """Join plan.address (checked reachable by the plan) or start a local cluster bound to the loopback."""
+    """Join plan.address (checked reachable by the plan) or start a local cluster, its dashboard on the
+    loopback (Ray 2.60 binds its gRPC servers itself: see benchmarks/listening_sockets.py)."""
     import ray
 
     if plan.address:
@@ -178,7 +179,7 @@ def _start_ray(plan: StudyPlan):
                              f"RAY_AUTH_MODE=token") from None
     try:
         return ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True,
-                        dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", logging_level="WARNING")
+                        dashboard_host="127.0.0.1", logging_level="WARNING")
     except (ConnectionError, RuntimeError, TimeoutError, OSError, ValueError) as err:
         raise UsageError(f"cannot start a local Ray cluster ({_first_line(err)}); Ray's logs are under "
                          f"{Path(tempfile.gettempdir()) / 'ray'} (a long temp dir breaks its socket paths: "
