@@ -3,8 +3,8 @@
     python benchmarks/stage1_speed.py --dataset GunPoint [--ucr-root DIR] [--projector-dim 4096 256] [--json out.json]
 
 Each configuration runs in a fresh process (so peak memory is its own), trains on the dataset's
-training series with the study's loop (`tune.stage1.train_epoch`), and reports the median of
-`--epochs` epochs after one warm-up epoch.
+training series with the study's loop (`tune.engine.tokenizer_training.train_tokenizer_epoch`), and
+reports the median of `--epochs` epochs after one warm-up epoch.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def measure(dataset: str, ucr_root: str | None, ssl_method: str, aug_set: str, p
     from datasets.ucr import load_dataset
     from tune.config import TrainConfig
     from tune.engine.loop import select_device
-    from tune.engine.tokenizer_training import build_model, make_optimizer, train_epoch
+    from tune.engine.tokenizer_training import build_model, make_optimizer, train_tokenizer_epoch
 
     torch.set_num_threads(threads)
     dev = select_device(device)
@@ -49,7 +49,7 @@ def measure(dataset: str, ucr_root: str | None, ssl_method: str, aug_set: str, p
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        _, aug_s = train_epoch(model, opt, sched, x, cfg, gen, steps)
+        _, aug_s = train_tokenizer_epoch(model, opt, sched, x, cfg, gen, steps)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         if epoch:

@@ -17,9 +17,11 @@ import time
 import numpy as np
 import torch
 
-from evaluation.generative import class_balanced_labels, classification_accuracy_score, fid_with_ci, inception_score
-from models.fcn import predict, train_fcn
+from evaluation.generative import class_balanced_labels, fid_with_ci, inception_score
+from models.fcn import predict
 from models.prior import MaskGIT
+from tune.engine.fcn import train_fcn
+from tune.engine.generation import classification_accuracy_score
 
 
 def sync(device: torch.device) -> None:

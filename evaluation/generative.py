@@ -1,9 +1,9 @@
-"""Generative metrics of stage 2: FID and IS on FCN outputs, and the classification accuracy score (CAS).
+"""Generative metrics of stage 2 as pure functions: FID with a bootstrap interval and IS on FCN outputs,
+and the label draws and holdouts they need.
 
 FID (Heusel et al. 2017) compares Gaussian fits of FCN features of real test series and of generated
-ones; IS (Salimans et al. 2016) rewards confident and diverse FCN predictions; CAS (Ravuri & Vinyals
-2019) trains a fresh FCN on generated samples only and scores it on the real test split. The test
-split is used only for scoring: every model choice (the CAS FCN's early stopping) uses generated data.
+ones; IS (Salimans et al. 2016) rewards confident and diverse FCN predictions. CAS, which trains an FCN,
+is a training loop and lives with the engines (tune/engine/generation.py).
 """
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import numpy as np
 import scipy.linalg
 import torch
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
-
-from models.fcn import FCN, FCNTrainInfo, accuracy, as_series_batch, predict, train_fcn
 
 
 def _as_features(f, name: str) -> np.ndarray:
@@ -131,55 +129,3 @@ def stratified_holdout(y, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
         held.append(idx[:k])
         fit.append(idx[k:])
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(held))
-
-
-@dataclass(frozen=True)
-class CASResult:
-    accuracy: float      # on the real test split
-    n_fit: int           # generated series trained on
-    n_val: int           # generated series held out for early stopping
-    train_info: FCNTrainInfo
-
-
-def classification_accuracy_score(x_gen, y_gen, x_test, y_test, *, n_classes: int, val_fraction: float = 0.2,
-                                  epochs: int = 100, batch_size: int = 64, lr: float = 1e-3, patience: int = 20,
-                                  seed: int = 0, device: str | torch.device = "cpu") -> CASResult:
-    """Train an FCN on generated series (n, l) or (n, c, l), select it on a held-out generated part,
-    and return its accuracy on the real test split."""
-    y_gen = np.asarray(torch.as_tensor(y_gen).cpu())
-    fit, val = stratified_holdout(y_gen, val_fraction, seed)
-    if len(val) == 0:
-        raise ValueError(f"{len(y_gen)} generated series leave no validation part; generate more (>= 1000 advised)")
-    x_gen = as_series_batch(x_gen)
-    model, info = train_fcn(x_gen[fit], y_gen[fit], x_gen[val], y_gen[val], epochs=epochs, batch_size=batch_size,
-                            lr=lr, seed=seed, device=device, n_classes=n_classes, patience=patience)
-    acc = accuracy(model, x_test, y_test, batch_size=max(256, batch_size))
-    return CASResult(acc, len(fit), len(val), info)
-
-
-@dataclass(frozen=True)
-class GenerativeMetrics:
-    fid: FIDResult
-    inception_score: float
-    inception_std: float
-    cas: float
-    n_gen: int
-
-    def as_dict(self) -> dict[str, float]:
-        """The study's `gen/` metric keys."""
-        return {"gen/fid": self.fid.fid, "gen/fid_low": self.fid.low, "gen/fid_high": self.fid.high,
-                "gen/is": self.inception_score, "gen/is_std": self.inception_std, "gen/cas": self.cas,
-                "gen/n_real": float(self.fid.n_real), "gen/n_gen": float(self.n_gen)}
-
-
-def evaluate_generation(fcn: FCN, x_gen, y_gen, x_test, y_test, *, n_boot: int = 200, is_splits: int = 10,
-                        seed: int = 0, device: str | torch.device = "cpu", cas_kwargs: dict | None = None
-                        ) -> GenerativeMetrics:
-    """FID (real test vs generated, with a bootstrap CI) and IS from the dataset's FCN (on its own device),
-    then CAS (a fresh FCN trained on `device`)."""
-    real, fake = predict(fcn, x_test), predict(fcn, x_gen)
-    fid = fid_with_ci(real.features, fake.features, n_boot=n_boot, seed=seed)
-    is_mean, is_std = inception_score(fake.probs, splits=is_splits)
-    cas = classification_accuracy_score(x_gen, y_gen, x_test, y_test, n_classes=fcn.n_classes, seed=seed,
-                                        device=device, **(cas_kwargs or {}))
-    return GenerativeMetrics(fid, is_mean, is_std, cas.accuracy, len(fake.probs))

@@ -5,7 +5,6 @@ codebook (the reference implementation evaluated in training mode and leaked eva
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -14,17 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module):
-    """Switch a module to eval mode and restore every submodule's previous mode afterwards."""
-    modes = {m: m.training for m in module.modules()}
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, training in modes.items():
-            m.training = training
+from models.modes import eval_mode
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from models.modes import eval_mode
+
 
 def cosine_mask_schedule(r):
     """Fraction of tokens masked at progress r in [0, 1]: 1 at r=0 (all masked), 0 at r=1 (none)."""
@@ -155,26 +157,24 @@ class MaskGIT(nn.Module):
         device = self.pos_emb.device
         y = torch.as_tensor(y, device=device).long()
         self._check(y, allow_null=True)
-        was_training = self.training
-        self.eval()
-        b, n = len(y), self.n_tokens
-        tokens = torch.full((b, n), self.mask_id, dtype=torch.long, device=device)
-        for step in range(steps):
-            unknown = tokens == self.mask_id                                                       # (b, n)
-            probs = F.softmax(self._logits(tokens, y, guidance_scale).float(), dim=-1)             # (b, n, K)
-            u = _uniform((b, n, 1), generator, device)
-            drawn = torch.searchsorted(probs.cumsum(-1), u).squeeze(-1).clamp_(max=self.codebook_size - 1)
-            drawn = torch.where(unknown, drawn, tokens)
-            ratio = (step + 1) / steps
-            n_unknown = int(unknown[0].sum())  # same for every row: all start fully masked, masks shrink in lockstep
-            n_mask = min(math.floor(n * cosine_mask_schedule(ratio)), n_unknown - 1)
-            if n_mask <= 0:
-                tokens = drawn
-                break
-            conf = torch.log(probs.gather(-1, drawn[..., None]).squeeze(-1).clamp_min(1e-30))
-            conf = conf + choice_temperature * (1.0 - ratio) * _gumbel((b, n), generator, device)
-            conf = conf.masked_fill(~unknown, float("inf"))  # decided tokens stay decided
-            remask = conf.topk(n_mask, dim=1, largest=False).indices
-            tokens = drawn.scatter(1, remask, self.mask_id)
-        self.train(was_training)
+        with eval_mode(self):
+            b, n = len(y), self.n_tokens
+            tokens = torch.full((b, n), self.mask_id, dtype=torch.long, device=device)
+            for step in range(steps):
+                unknown = tokens == self.mask_id                                                       # (b, n)
+                probs = F.softmax(self._logits(tokens, y, guidance_scale).float(), dim=-1)             # (b, n, K)
+                u = _uniform((b, n, 1), generator, device)
+                drawn = torch.searchsorted(probs.cumsum(-1), u).squeeze(-1).clamp_(max=self.codebook_size - 1)
+                drawn = torch.where(unknown, drawn, tokens)
+                ratio = (step + 1) / steps
+                n_unknown = int(unknown[0].sum())  # same for every row: all start fully masked, masks shrink in lockstep
+                n_mask = min(math.floor(n * cosine_mask_schedule(ratio)), n_unknown - 1)
+                if n_mask <= 0:
+                    tokens = drawn
+                    break
+                conf = torch.log(probs.gather(-1, drawn[..., None]).squeeze(-1).clamp_min(1e-30))
+                conf = conf + choice_temperature * (1.0 - ratio) * _gumbel((b, n), generator, device)
+                conf = conf.masked_fill(~unknown, float("inf"))  # decided tokens stay decided
+                remask = conf.topk(n_mask, dim=1, largest=False).indices
+                tokens = drawn.scatter(1, remask, self.mask_id)
         return tokens

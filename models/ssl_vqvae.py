@@ -13,13 +13,12 @@ pass would save nothing on the CPU (the work is in the convolutions, linear in t
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.modes import frozen_bn_stats
 from models.ssl import SSL_METHODS, SSLHead, pool
 from models.tokenizer import Tokenizer, TokenizerConfig, TokenizerOutput, time_to_timefreq, timefreq_to_time
 
@@ -27,28 +26,8 @@ from models.tokenizer import Tokenizer, TokenizerConfig, TokenizerOutput, time_t
 @dataclass(frozen=True)
 class StepOutput:
     loss: Tensor                     # scalar to backpropagate
-    logs: dict[str, float]           # loss, its terms as added (aug_recon, ssl weighted), perplexity
+    terms: dict[str, Tensor]         # the loss's terms as added (aug_recon, ssl weighted), detached scalars
     tokenizer_out: TokenizerOutput   # of the clean view
-
-
-@contextlib.contextmanager
-def frozen_bn_stats(module: nn.Module):
-    """BatchNorm layers keep normalising with batch statistics but leave their buffers unchanged.
-
-    momentum 0 makes the running update `running = 1 * running + 0 * batch`; the batch counter,
-    which still ticks, and the momenta are restored afterwards.
-    """
-    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in bns]
-    for m in bns:
-        m.momentum = 0.0
-    try:
-        yield module
-    finally:
-        for m, (momentum, count) in zip(bns, saved):
-            m.momentum = momentum
-            if count is not None:
-                m.num_batches_tracked.copy_(count)
 
 
 class SSLVQVAE(nn.Module):
@@ -73,10 +52,8 @@ class SSLVQVAE(nn.Module):
             aug_recon, z_aug = self._aug_branch(x_aug)
             terms["aug_recon"] = self.aug_recon_weight * aug_recon
             terms["ssl"] = self.ssl_head(pool(out.z_q), pool(z_aug))
-        loss = sum(terms.values())
-        values = torch.stack([loss, *terms.values(), out.perplexity]).detach().tolist()   # one host sync
-        logs = dict(zip(["loss", *terms, "perplexity"], values))
-        return StepOutput(loss, logs, out)
+        # detached tensors, not floats: reading them would stall every step on a GPU, and training needs only loss
+        return StepOutput(sum(terms.values()), {k: v.detach() for k, v in terms.items()}, out)
 
     def _aug_branch(self, x_aug: Tensor) -> tuple[Tensor, Tensor]:
         """Unweighted time + STFT reconstruction loss of the unquantized augmented view, and z_aug."""

@@ -7,7 +7,8 @@ from sklearn.svm import SVC
 
 from evaluation import probes
 from evaluation.probes import cv_probe_accuracy, linear_probes
-from evaluation.tokens import codebook_redundancy, eval_mode, evaluate_split
+from evaluation.tokens import codebook_redundancy, evaluate_split
+from models.modes import eval_mode
 from models.tokenizer import Tokenizer, TokenizerConfig
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.fcn import (FCN, FCNTrainInfo, accuracy, cached_fcn, check_labels, load_fcn, predict, save_fcn,
-                        train_fcn)
+from models.fcn import FCN, accuracy, check_labels, predict
+from tune.engine.fcn import FCNTrainInfo, cached_fcn, load_fcn, save_fcn, train_fcn
 
 
 

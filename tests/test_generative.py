@@ -5,9 +5,10 @@ import pytest
 import scipy.linalg
 import torch
 
-from evaluation.generative import (class_balanced_labels, classification_accuracy_score, evaluate_generation,
-                                   fid_with_ci, frechet_distance, inception_score, stratified_holdout)
+from evaluation.generative import (class_balanced_labels, fid_with_ci, frechet_distance, inception_score,
+                                   stratified_holdout)
 from models.fcn import FCN
+from tune.engine.generation import classification_accuracy_score, evaluate_generation
 
 
 

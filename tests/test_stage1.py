@@ -1,4 +1,6 @@
 """The stage-1 loop on real bundled UCR data, driven directly (no Ray)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,7 @@ import torch
 from datasets.ucr import load_dataset
 from tune.config import TrainConfig
 from tune.engine.checkpoints import CheckpointError
+from tune.engine.loop import TrainingDiverged
 from tune.engine.tokenizer_training import TOKENIZER_FILE, load_tokenizer, train_stage1
 
 CONTRACT_EPOCH = {"train/loss", "time/epoch_s", "time/train_s"}
@@ -69,10 +72,81 @@ def test_finished_run_re_reports_its_final_metrics(gunpoint, tmp_path):
     again = []
     assert train_stage1(cfg, gunpoint, on_epoch=lambda m, e: again.append((e, m)), checkpoint_dir=tmp_path) == final
     assert again == [(2, final)]
-    tokenizer, loaded_cfg = load_tokenizer(tmp_path / TOKENIZER_FILE)
-    assert loaded_cfg == cfg and not tokenizer.training
+    tokenizer, trained_on = load_tokenizer(tmp_path / TOKENIZER_FILE)
+    assert trained_on == {"dataset": "GunPoint", "seed": 0, "val_fraction": cfg.val_fraction,
+                          "nan_policy": cfg.nan_policy}
+    assert tokenizer.cfg == cfg.tokenizer and not tokenizer.training
 
 
 def test_missing_tokenizer_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no tokenizer checkpoint"):
         load_tokenizer(tmp_path / "nope.pt")
+
+
+@pytest.fixture(scope="module")
+def italy():
+    return load_dataset("ItalyPowerDemand")
+
+
+@pytest.fixture(scope="module")
+def saved_tokenizer(tmp_path_factory, italy):
+    root = tmp_path_factory.mktemp("tokenizer")
+    train_stage1(_cfg(dataset="ItalyPowerDemand", epochs=1, eval_every=1), italy, checkpoint_dir=root)
+    return root / TOKENIZER_FILE
+
+
+def test_tokenizer_checkpoint_outlives_a_renamed_training_option(saved_tokenizer, monkeypatch):
+    """The file holds the tokenizer's own arguments, so loading never reads TrainConfig or its loader."""
+    blob = torch.load(saved_tokenizer, weights_only=True)
+    assert set(blob) == {"format", "kwargs", "state_dict", "data"}
+
+    @dataclasses.dataclass(frozen=True)
+    class Renamed:                     # TrainConfig after `lr` became `learning_rate`
+        learning_rate: float = 1e-3
+
+    def no_config_loading(*args, **kwargs):
+        raise AssertionError("load_tokenizer read the training config")
+    monkeypatch.setattr("tune.config.TrainConfig", Renamed)
+    monkeypatch.setattr("tune.engine.tokenizer_training.TrainConfig", Renamed)
+    monkeypatch.setattr("tune.config.from_flat_dict", no_config_loading)
+    tokenizer, trained_on = load_tokenizer(saved_tokenizer)
+    assert trained_on == {"dataset": "ItalyPowerDemand", "seed": 0, "val_fraction": 0.2, "nan_policy": "resample"}
+    assert all(torch.equal(v, blob["state_dict"][k]) for k, v in tokenizer.state_dict().items())
+
+
+def test_what_is_not_a_tokenizer_checkpoint_fails_with_one_line(saved_tokenizer, tmp_path):
+    blob = torch.load(saved_tokenizer, weights_only=True)
+    cases = {"text.pt": "not a checkpoint", "no_keys.pt": {"format": 1, "weights": {}},
+             "old.pt": {"config": {"dataset": "GunPoint"}, "length": 24, "tokenizer": blob["state_dict"]},
+             "future.pt": {**blob, "format": 99}, "no_data.pt": {k: v for k, v in blob.items() if k != "data"},
+             "bad_data.pt": {**blob, "data": {"dataset": "ItalyPowerDemand"}}}
+    for name, content in cases.items():
+        path = tmp_path / name
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            torch.save(content, path)
+        with pytest.raises(CheckpointError, match="checkpoint") as err:
+            load_tokenizer(path)
+        assert "\n" not in str(err.value) and str(path) in str(err.value), name
+    torch.save({**blob, "notes": "written by a later version"}, tmp_path / "extra.pt")
+    assert load_tokenizer(tmp_path / "extra.pt")[1]["dataset"] == "ItalyPowerDemand"
+
+
+def test_a_huge_lr_raises_training_diverged(italy, tmp_path):
+    cfg = _cfg(dataset="ItalyPowerDemand", epochs=3, eval_every=3, lr=1e6, batch_size=8)
+    with pytest.raises(TrainingDiverged, match=r"diverged at epoch \d: train/loss is (nan|inf); lower lr") as err:
+        train_stage1(cfg, italy, checkpoint_dir=tmp_path)
+    assert "\n" not in str(err.value) and not (tmp_path / TOKENIZER_FILE).exists()
+
+
+def test_features_that_are_not_finite_stop_before_the_probes(italy, monkeypatch):
+    from tune.engine import tokenizer_training
+    real = tokenizer_training.evaluate_split
+
+    def nan_features(tokenizer, x):
+        out = real(tokenizer, x)
+        return dataclasses.replace(out, features=np.full_like(out.features, np.nan))
+    monkeypatch.setattr(tokenizer_training, "evaluate_split", nan_features)
+    with pytest.raises(TrainingDiverged, match="diverged at epoch 1: train features is not finite"):
+        train_stage1(_cfg(dataset="ItalyPowerDemand", epochs=1, eval_every=1), italy)

@@ -7,14 +7,15 @@ import pytest
 import torch
 
 from datasets.ucr import load_dataset
-from models.fcn import FCN, save_fcn
+from models.fcn import FCN
 from results.cli import run_cli
 from tune.config import TrainConfig, stage2_config
 from tune.engine.checkpoints import CheckpointError
+from tune.engine.fcn import fcn_cache_key, save_fcn
 from tune.engine.tokenizer_training import TOKENIZER_FILE, train_stage1
-from tune.engine.fcn_cache import fcn_cache_key
 from tune.engine.generation import evaluate_stage2, load_tokenizer_for
-from tune.engine.prior_training import PRIOR_FILE, load_prior, tokenize, train_prior
+from tune.engine.loop import TrainingDiverged
+from tune.engine.prior_training import PRIOR_FILE, decode, load_prior, masked_loss, tokenize, train_prior
 from tune.generate_one import main
 
 # a tiny prior and short FCN / CAS runs: checks the plumbing in seconds, not the science
@@ -52,8 +53,9 @@ def test_evaluate_stage2_scores_and_reuses_the_fcn(trained, monkeypatch):
 
     def no_retraining(*args, **kwargs):
         raise AssertionError("the cached FCN was retrained")
-    monkeypatch.setattr("tune.engine.fcn_cache.train_fcn", no_retraining)
-    again, _ = evaluate_stage2(tokenizer, data, cfg, cache_dir=cache)
+    monkeypatch.setattr("tune.engine.fcn.train_fcn", no_retraining)
+    again, _ = evaluate_stage2(tokenizer.train(), data, cfg, cache_dir=cache)   # evaluated in eval mode all the same
+    assert tokenizer.training                                                    # and handed back as it came
     assert again["fcn/test_acc"] == metrics["fcn/test_acc"]
     assert again["gen/fid"] == pytest.approx(metrics["gen/fid"])    # seeded end to end
 
@@ -78,6 +80,7 @@ def test_tokenize_is_eval_mode_and_flat(trained):
     assert tokens.shape == (len(data.x_train), h * w) and tokens.dtype == torch.long
     assert torch.equal(tokenizer.codebook, codebook) and tokenizer.training
     assert tokenize(tokenizer, data.x_val[:0]).shape == (0, h * w)   # no validation split (one series per class)
+    assert decode(tokenizer, tokens[:3]).shape == (3, data.length) and tokenizer.training
 
 
 def test_prior_resume_equals_an_uninterrupted_run(trained, tmp_path):
@@ -104,6 +107,8 @@ def test_prior_resume_equals_an_uninterrupted_run(trained, tmp_path):
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b)
     assert not resumed.training
+    masked_loss(resumed.train(), tokens, torch.as_tensor(y), seed=0)
+    assert resumed.training
 
     finished = []
     train_prior(tokens, y, data.n_classes, k, cfg, val=val, on_epoch=lambda m, e: finished.append(e),
@@ -111,7 +116,7 @@ def test_prior_resume_equals_an_uninterrupted_run(trained, tmp_path):
     assert finished == [4]                         # a finished run re-reports, it does not retrain
     reloaded = load_prior(tmp_path / PRIOR_FILE)
     torch.testing.assert_close(reloaded.state_dict()["head.weight"], resumed.state_dict()["head.weight"])
-    with pytest.raises(ValueError, match="other tokens or settings"):
+    with pytest.raises(CheckpointError, match="other data or settings"):
         train_prior(tokens, y, data.n_classes, k, stage2_config({**TINY, "epochs": 4, "eval_every": 2, "lr": 0.01}),
                     checkpoint_dir=tmp_path)
 
@@ -183,3 +188,11 @@ def test_cli_runs_a_saved_tokenizer(trained, tmp_path, capsys):
     assert code == 0, out.err
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert GEN_KEYS <= metrics.keys() and (tmp_path / "samples.png").stat().st_size > 0
+
+
+def test_a_huge_prior_lr_raises_training_diverged():
+    gen = torch.Generator().manual_seed(0)
+    tokens, y = torch.randint(0, 8, (64, 10), generator=gen), torch.arange(64) % 2
+    cfg = stage2_config({**TINY, "batch_size": 8, "lr": 1e6})
+    with pytest.raises(TrainingDiverged, match=r"diverged at epoch \d: prior/train_loss is (nan|inf); lower the prior"):
+        train_prior(tokens, y, 2, 8, cfg, val=(tokens[:8], y[:8]))

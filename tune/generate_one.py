@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     from tune.engine.generation import evaluate_stage2
     from tune.engine.tokenizer_training import load_tokenizer
 
-    tokenizer, train_cfg = load_tokenizer(args.checkpoint)
-    data = load_dataset(train_cfg.dataset, args.ucr_root, val_fraction=train_cfg.val_fraction, seed=train_cfg.seed,
-                        nan_policy=train_cfg.nan_policy)      # the tokenizer's own dataset and split
+    tokenizer, trained_on = load_tokenizer(args.checkpoint)
+    data = load_dataset(trained_on["dataset"], args.ucr_root, val_fraction=trained_on["val_fraction"],
+                        seed=trained_on["seed"], nan_policy=trained_on["nan_policy"])   # its own dataset and split
     print(json.dumps(to_flat_dict(cfg)))
 
     def show(metrics: dict, epoch: int) -> None:

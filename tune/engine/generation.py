@@ -1,47 +1,104 @@
 """Stage 2 for one trained tokenizer: its prior, class-conditional samples, and FID / IS / CAS.
 
 One FCN per dataset (cached on disk, shared by every trial) extracts the features of FID and the
-probabilities of IS; CAS trains a fresh FCN on generated series.
+probabilities of IS; CAS (Ravuri & Vinyals 2019) trains a fresh FCN on generated series only and
+scores it on the real test split. The test split is used only for scoring: every model choice (the
+CAS FCN's early stopping) uses generated data.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from datasets.ucr import UCRDataset
-from evaluation.generative import class_balanced_labels, evaluate_generation
+from evaluation.generative import (FIDResult, class_balanced_labels, fid_with_ci, inception_score,
+                                   stratified_holdout)
+from models.fcn import FCN, accuracy, as_series_batch, predict
 from models.prior import MaskGIT
 from models.tokenizer import Tokenizer
 from tune.config import Stage2Config
 from tune.engine.checkpoints import CheckpointError
-from tune.engine.fcn_cache import fcn_for_dataset
+from tune.engine.fcn import FCNTrainInfo, fcn_for_dataset, train_fcn
 from tune.engine.figures import samples_figure
 from tune.engine.loop import OnEpoch, select_device
 from tune.engine.prior_training import decode, masked_loss, tokenize, train_prior
 from tune.engine.tokenizer_training import load_tokenizer
 
 
-def load_tokenizer_for(path: str | Path, data: UCRDataset, device: str = "cpu"):
-    """load_tokenizer, checked against the data it will tokenize -> (Tokenizer, TrainConfig)."""
-    tokenizer, train_cfg = load_tokenizer(path, device)
-    if train_cfg.dataset != data.name:
-        raise CheckpointError(f"tokenizer {path} was trained on {train_cfg.dataset}, not {data.name}; "
-                         f"pass that dataset's tokenizer or load {train_cfg.dataset}")
+@dataclass(frozen=True)
+class CASResult:
+    accuracy: float      # on the real test split
+    n_fit: int           # generated series trained on
+    n_val: int           # generated series held out for early stopping
+    train_info: FCNTrainInfo
+
+
+def classification_accuracy_score(x_gen, y_gen, x_test, y_test, *, n_classes: int, val_fraction: float = 0.2,
+                                  epochs: int = 100, batch_size: int = 64, lr: float = 1e-3, patience: int = 20,
+                                  seed: int = 0, device: str | torch.device = "cpu") -> CASResult:
+    """Train an FCN on generated series (n, l) or (n, c, l), select it on a held-out generated part,
+    and return its accuracy on the real test split."""
+    y_gen = np.asarray(torch.as_tensor(y_gen).cpu())
+    fit, val = stratified_holdout(y_gen, val_fraction, seed)
+    if len(val) == 0:
+        raise ValueError(f"{len(y_gen)} generated series leave no validation part; generate more (>= 1000 advised)")
+    x_gen = as_series_batch(x_gen)
+    model, info = train_fcn(x_gen[fit], y_gen[fit], x_gen[val], y_gen[val], epochs=epochs, batch_size=batch_size,
+                            lr=lr, seed=seed, device=device, n_classes=n_classes, patience=patience)
+    acc = accuracy(model, x_test, y_test, batch_size=max(256, batch_size))
+    return CASResult(acc, len(fit), len(val), info)
+
+
+@dataclass(frozen=True)
+class GenerativeMetrics:
+    fid: FIDResult
+    inception_score: float
+    inception_std: float
+    cas: float
+    n_gen: int
+
+    def as_dict(self) -> dict[str, float]:
+        """The study's `gen/` metric keys."""
+        return {"gen/fid": self.fid.fid, "gen/fid_low": self.fid.low, "gen/fid_high": self.fid.high,
+                "gen/is": self.inception_score, "gen/is_std": self.inception_std, "gen/cas": self.cas,
+                "gen/n_real": float(self.fid.n_real), "gen/n_gen": float(self.n_gen)}
+
+
+def evaluate_generation(fcn: FCN, x_gen, y_gen, x_test, y_test, *, n_boot: int = 200, is_splits: int = 10,
+                        seed: int = 0, device: str | torch.device = "cpu", cas_kwargs: dict | None = None
+                        ) -> GenerativeMetrics:
+    """FID (real test vs generated, with a bootstrap CI) and IS from the dataset's FCN (on its own device),
+    then CAS (a fresh FCN trained on `device`)."""
+    real, fake = predict(fcn, x_test), predict(fcn, x_gen)
+    fid = fid_with_ci(real.features, fake.features, n_boot=n_boot, seed=seed)
+    is_mean, is_std = inception_score(fake.probs, splits=is_splits)
+    cas = classification_accuracy_score(x_gen, y_gen, x_test, y_test, n_classes=fcn.n_classes, seed=seed,
+                                        device=device, **(cas_kwargs or {}))
+    return GenerativeMetrics(fid, is_mean, is_std, cas.accuracy, len(fake.probs))
+
+
+def load_tokenizer_for(path: str | Path, data: UCRDataset, device: str = "cpu") -> tuple[Tokenizer, dict]:
+    """load_tokenizer, checked against the data it will tokenize -> (Tokenizer, its data block)."""
+    tokenizer, trained_on = load_tokenizer(path, device)
+    if trained_on["dataset"] != data.name:
+        raise CheckpointError(f"tokenizer {path} was trained on {trained_on['dataset']}, not {data.name}; "
+                              f"pass that dataset's tokenizer or load {trained_on['dataset']}")
     check_inputs(tokenizer, data)
-    return tokenizer, train_cfg
+    return tokenizer, trained_on
 
 def check_inputs(tokenizer: Tokenizer, data: UCRDataset) -> None:
     if tokenizer.length != data.length:
         raise CheckpointError(f"tokenizer takes series of length {tokenizer.length} but {data.name} has length "
-                         f"{data.length}; use the tokenizer trained on this dataset")
+                              f"{data.length}; use the tokenizer trained on this dataset")
     missing = np.flatnonzero(np.bincount(data.y_train, minlength=data.n_classes) == 0)
     if len(missing):
         names = [data.classes[c] for c in missing]
         raise CheckpointError(f"class(es) {names} of {data.name} have no train series, so the prior cannot learn "
-                         f"them; lower val_fraction or drop those classes")
+                              f"them; lower val_fraction or drop those classes")
 
 def generate(prior: MaskGIT, tokenizer: Tokenizer, labels: torch.Tensor, cfg: Stage2Config,
              generator: torch.Generator) -> np.ndarray:
@@ -57,14 +114,15 @@ def evaluate_stage2(tokenizer: Tokenizer, data: UCRDataset, cfg: Stage2Config, *
     """Prior on the tokenizer's train tokens (validated on the validation tokens), class-conditional samples
     in the train split's proportions, and FID / IS / CAS against the real test split -> (metrics, figure).
 
-    The tokenizer is moved to the config's device and used in eval mode.
+    The tokenizer is moved to the config's device; its mode is left as it was (tokenizing and decoding
+    run in eval mode).
     """
     t0 = time.perf_counter()
     check_inputs(tokenizer, data)
     device = select_device(cfg.device)
     fcn = fcn_for_dataset(data, cache_dir, cfg)           # before the prior: a bad cache fails fast
     times = {"time/fcn_s": time.perf_counter() - t0}
-    tokenizer.to(device).eval()
+    tokenizer.to(device)
     val = (tokenize(tokenizer, data.x_val), torch.as_tensor(data.y_val))
     prior = train_prior(tokenize(tokenizer, data.x_train), data.y_train, data.n_classes,
                         tokenizer.cfg.codebook_size, cfg, val=val, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir)

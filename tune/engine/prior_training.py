@@ -9,14 +9,16 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from einops import rearrange
 
+from models.modes import eval_mode
 from models.prior import MaskGIT
 from models.tokenizer import Tokenizer
 from tune.config import Stage2Config
-from tune.engine.checkpoints import CheckpointError, atomic_save, fingerprint
-from tune.engine.loop import OnEpoch, select_device
+from tune.engine.checkpoints import fingerprint, load_model, load_training_state, save_model, save_training_state
+from tune.engine.loop import OnEpoch, check_finite, select_device, train_epoch
 
 PRIOR_STATE_FILE = "prior_state.pt"   # resumable prior training state (beside stage 1's state.pt)
 PRIOR_FILE = "prior.pt"               # final prior + the arguments that rebuild it
@@ -29,21 +31,19 @@ def tokenize(tokenizer: Tokenizer, x: np.ndarray, batch_size: int = 512) -> torc
     if len(x) == 0:      # a train split of one series per class leaves no validation series
         return torch.zeros((0, math.prod(tokenizer.token_shape)), dtype=torch.long)
     device = tokenizer.codebook.device
-    was_training = tokenizer.training
-    tokenizer.eval()
     out = []
-    for xb in x.split(batch_size):
-        indices = tokenizer.quantize(tokenizer.encode(xb[:, None].to(device))).indices  # (b, h, w)
-        out.append(rearrange(indices, "b h w -> b (h w)").cpu())
-    tokenizer.train(was_training)
+    with eval_mode(tokenizer):
+        for xb in x.split(batch_size):
+            indices = tokenizer.quantize(tokenizer.encode(xb[:, None].to(device))).indices  # (b, h, w)
+            out.append(rearrange(indices, "b h w -> b (h w)").cpu())
     return torch.cat(out).long()
 
 @torch.no_grad()
 def decode(tokenizer: Tokenizer, tokens: torch.Tensor) -> torch.Tensor:
-    """tokens: (b, h * w) -> series (b, l) on the CPU."""
+    """tokens: (b, h * w) -> series (b, l) on the CPU, in eval mode."""
     h, _ = tokenizer.token_shape
-    tokenizer.eval()
-    x = tokenizer.decode_tokens(rearrange(tokens.to(tokenizer.codebook.device), "b (h w) -> b h w", h=h))
+    with eval_mode(tokenizer):
+        x = tokenizer.decode_tokens(rearrange(tokens.to(tokenizer.codebook.device), "b (h w) -> b h w", h=h))
     return x[:, 0].float().cpu()
 
 _TRAIN_KEYS = ("width", "depth", "heads", "dropout", "p_uncond", "epochs", "eval_every", "batch_size", "lr",
@@ -58,22 +58,21 @@ def masked_loss(prior: MaskGIT, tokens: torch.Tensor, y: torch.Tensor, seed: int
     """Eval-mode masked-token cross-entropy with a fixed masking draw, so epochs compare like for like."""
     if len(tokens) == 0:
         return math.nan
-    was_training = prior.training
-    prior.eval()
     gen = torch.Generator().manual_seed(seed)
-    total = sum(prior.loss(tb, yb, generator=gen).item() * len(tb)
-                for tb, yb in zip(tokens.split(batch_size), y.split(batch_size)))
-    prior.train(was_training)
-    return total / len(tokens)
+    with eval_mode(prior):
+        total = sum(prior.loss(tb, yb, generator=gen) * len(tb)
+                    for tb, yb in zip(tokens.split(batch_size), y.split(batch_size)))
+    return total.item() / len(tokens)
 
 def train_prior(tokens, y, n_classes: int, codebook_size: int, cfg: Stage2Config, *,
                 val: tuple | None = None, on_epoch: OnEpoch | None = None,
                 checkpoint_dir: str | Path | None = None) -> MaskGIT:
-    """Train a MaskGIT prior on tokens (n, h * w) with labels (n,); returns it in eval mode.
+    """Train a MaskGIT prior on tokens (n, h * w) with labels (n,); returns it in eval mode (ready to sample).
 
     Reports `prior/train_loss` every epoch and `prior/val_loss` (on `val` = (tokens, labels)) every
     `eval_every` epochs. With `checkpoint_dir` the state is saved at those epochs and a run whose
-    directory holds a state resumes from it; a finished one re-reports its last metrics.
+    directory holds a state resumes from it; a finished one re-reports its last metrics. A loss that
+    is no longer finite raises TrainingDiverged.
     """
     tokens, y = torch.as_tensor(tokens).long(), torch.as_tensor(y).long()
     if tokens.ndim != 2 or len(tokens) != len(y) or len(tokens) == 0:
@@ -85,8 +84,7 @@ def train_prior(tokens, y, n_classes: int, codebook_size: int, cfg: Stage2Config
     torch.manual_seed(cfg.seed)      # init here; dropout draws from the global generators during training
     prior = build_prior(tokens.shape[1], n_classes, codebook_size, cfg).to(device)
     tokens, y, val_tokens, val_y = (t.to(device) for t in (tokens, y, val_tokens, val_y))
-    n = len(tokens)
-    steps = max(1, math.ceil(n / cfg.batch_size))
+    steps = max(1, math.ceil(len(tokens) / cfg.batch_size))
     opt = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")   # the fused CPU kernel is ~2.5x slower here
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
@@ -95,62 +93,34 @@ def train_prior(tokens, y, n_classes: int, codebook_size: int, cfg: Stage2Config
     identity = {"kwargs": prior.kwargs, "train": {k: getattr(cfg, k) for k in _TRAIN_KEYS},
                 "tokens": fingerprint(tokens.cpu().numpy(), y.cpu().numpy())}
     state_path = Path(checkpoint_dir) / PRIOR_STATE_FILE if checkpoint_dir else None
-    start, train_s, last = 0, 0.0, None
-    if state_path is not None and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["identity"] != identity:
-            raise CheckpointError(f"{state_path} holds a prior of other tokens or settings; use an empty checkpoint "
-                             f"directory or the settings it was trained with")
-        prior.load_state_dict(state["model"]); opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"]); gen.set_state(state["generator"])
-        if state["rng_device"] == device.type:
-            _set_rng(state["rng"], device)
-        start, train_s, last = state["epoch"], state["train_s"], state["last"]
-        if start == cfg.epochs:
-            on_epoch(last, cfg.epochs)
-            return prior.eval()
+    start, train_s, last = load_training_state(state_path, prior, opt, sched, gen, identity=identity)
+    if start == cfg.epochs:
+        on_epoch(last, cfg.epochs)
+        return prior.eval()
 
+    advice = f"lower the prior's lr (now {cfg.lr:g})"
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         prior.train()
-        total = torch.zeros((), device=device)
-        for idx in torch.tensor_split(torch.randperm(n, generator=gen), steps):
-            idx = idx.to(device)
-            loss = prior.loss(tokens[idx], y[idx], generator=gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.detach()
+        loss = train_epoch(lambda idx: prior.loss(tokens[idx], y[idx], generator=gen), opt, len(tokens), steps, gen,
+                           device, sched).item()
         epoch_s = time.perf_counter() - t0
         train_s += epoch_s
         done = epoch + 1
-        last = {"prior/train_loss": total.item() / steps, "prior/epoch_s": epoch_s, "time/prior_train_s": train_s}
+        check_finite(done, {"prior/train_loss": loss}, advice)
+        last = {"prior/train_loss": loss, "prior/epoch_s": epoch_s, "time/prior_train_s": train_s}
         if done % cfg.eval_every == 0 or done == cfg.epochs:
             last["prior/val_loss"] = masked_loss(prior, val_tokens, val_y, seed=cfg.seed + 1)
+            if len(val_tokens):     # no validation tokens: the loss is NaN by design
+                check_finite(done, {"prior/val_loss": last["prior/val_loss"]}, advice)
             if state_path is not None:
-                atomic_save(state_path, {"model": prior.state_dict(), "optimizer": opt.state_dict(),
-                                   "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                                   "rng": _get_rng(device), "rng_device": device.type, "epoch": done,
-                                   "train_s": train_s, "last": last, "identity": identity})
-                if done == cfg.epochs:
-                    atomic_save(state_path.parent / PRIOR_FILE, {"kwargs": prior.kwargs, "state_dict": prior.state_dict()})
+                if done == cfg.epochs:      # before the state: a finished state always has its prior file
+                    save_model(state_path.parent / PRIOR_FILE, prior, prior.kwargs)
+                save_training_state(state_path, prior, opt, sched, gen, epoch=done, train_s=train_s, metrics=last,
+                                    identity=identity)
         on_epoch(last, done)
     return prior.eval()
 
-def _get_rng(device: torch.device) -> torch.Tensor:
-    """The global generator that dropout draws from on `device`, so a resumed run repeats an uninterrupted one."""
-    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
-
-def _set_rng(state: torch.Tensor, device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state.cpu(), device)
-    else:
-        torch.set_rng_state(state.cpu())
-
 def load_prior(path: str | Path, device: str = "cpu") -> MaskGIT:
     """Rebuild a trained prior (eval mode) from its PRIOR_FILE alone."""
-    blob = torch.load(path, map_location=device, weights_only=True)
-    prior = MaskGIT(**blob["kwargs"])
-    prior.load_state_dict(blob["state_dict"])
-    return prior.to(device).eval()
+    return load_model(path, MaskGIT, "prior", device)[0]
