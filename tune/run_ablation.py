@@ -70,6 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.address:
+        from tune.study.auth import use_cluster_token
+
+        use_cluster_token()          # before ray is imported: Ray reads RAY_AUTH_MODE once
     from tune.spaces import describe_spaces
 
     if args.list_spaces:

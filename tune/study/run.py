@@ -13,6 +13,7 @@ import pandas as pd
 
 from results.cli import UsageError
 from results.contract import SELECTION_METRIC
+from tune.study.auth import TOKEN_FILE
 from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
 from tune.study.tracking import TrialStatus, artifact_root
 
@@ -170,7 +171,6 @@ def _start_ray(plan: StudyPlan):
     import ray
 
     if plan.address:
-        use_cluster_token()
         try:
             return ray.init(address=plan.address, logging_level="WARNING")
         except (ConnectionError, RuntimeError, TimeoutError) as err:
@@ -184,16 +184,6 @@ def _start_ray(plan: StudyPlan):
         raise UsageError(f"cannot start a local Ray cluster ({_first_line(err)}); Ray's logs are under "
                          f"{Path(tempfile.gettempdir()) / 'ray'} (a long temp dir breaks its socket paths: "
                          f"set RAY_TMPDIR=/tmp)") from None
-
-
-TOKEN_FILE = Path.home() / ".ray" / "auth_token"
-
-
-def use_cluster_token() -> None:
-    """Clusters started with `ray start` (Ray >= 2.59) require a token; a driver only sends it when
-    RAY_AUTH_MODE=token. Set that when a token is at hand and the user chose no mode."""
-    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or TOKEN_FILE.is_file()):
-        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _first_line(err: BaseException) -> str:

@@ -16,11 +16,13 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+import ray
 from ray.tune import Callback
 
 from results.contract import (CONFIG_TAG, KEY_TAG, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, TRIAL_TAG,
                               config_id, trial_key)
 
+NODE_TAG = "ray.node_id"
 BATCH = 900                          # MLflow accepts at most 1000 metrics per log_batch
 
 
@@ -113,6 +115,8 @@ class TrialRun:
                 PARENT_TAG: parent_run_id,
                 "dataset": params.get("dataset", ""), "ssl_method": params.get("ssl_method", "")})
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        if ray.is_initialized():   # where the trial ran: a cluster study spreads them over its nodes
+            self.client.set_tag(self.run_id, NODE_TAG, ray.get_runtime_context().get_node_id())
         self._pending: list[Metric] = []
         self.seconds = time.perf_counter() - started    # time spent in MLflow calls, for the overhead benchmark
 
