@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from models.fcn import FCN
-from tune.engine.checkpoints import FORMAT, CheckpointError, atomic_save, load_model, save_model
+from tune.engine.checkpoints import FORMAT, CheckpointError, atomic_save, atomic_write, load_model, save_model
 from tune.engine.loop import TrainingDiverged, check_finite, train_epoch
 
 
@@ -20,6 +20,8 @@ def test_atomic_save_leaves_the_old_file_and_no_temp_file_when_writing_fails(tmp
         atomic_save(path, {"epoch": 2, "unpicklable": lambda: None})
     assert torch.load(path, weights_only=True) == {"epoch": 1}
     assert list(tmp_path.iterdir()) == [path]
+    atomic_write(tmp_path / "sub" / "a.json", lambda f: f.write("{}"), mode="w")   # any writer, any folder
+    assert (tmp_path / "sub" / "a.json").read_text() == "{}" and len(list((tmp_path / "sub").iterdir())) == 1
 
 
 def test_model_file_round_trip_ignores_unknown_keys(tmp_path):

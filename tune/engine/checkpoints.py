@@ -12,7 +12,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable
 
 import numpy as np
 import torch
@@ -28,14 +28,19 @@ class CheckpointError(UsageError):
 
 
 def atomic_save(path: str | os.PathLike, obj: dict) -> None:
-    """Write to a temp file in the same folder, then rename: a kill mid-write never leaves a broken
-    checkpoint and concurrent readers never see half a file."""
+    """torch.save through atomic_write."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str = "wb") -> None:
+    """write(file) into a temp file in the same folder, then rename it to `path`: a kill mid-write never
+    leaves a broken file and concurrent readers never see half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

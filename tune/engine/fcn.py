@@ -23,6 +23,7 @@ from models.modes import eval_mode
 from tune.config import Stage2Config
 from tune.engine.checkpoints import FORMAT, CheckpointError, fingerprint, load_model, save_model
 from tune.engine.loop import OnEpoch, select_device, train_epoch
+from tune.engine.yardsticks import archive_train
 
 
 @dataclass(frozen=True)
@@ -159,18 +160,10 @@ def cached_fcn(cache_dir: str | os.PathLike, key: str, train_fn: Callable[[], tu
     return CachedFCN(model.to(device).eval(), meta, path, reused=False)
 
 
-def _archive_train(data: UCRDataset) -> tuple[np.ndarray, np.ndarray]:
-    """The archive's train split (train + validation) in a canonical row order: independent of the trial seed."""
-    x = np.concatenate([data.x_train, data.x_val])
-    y = np.concatenate([data.y_train, data.y_val])
-    order = np.lexsort(np.column_stack([y, x]).T[::-1])
-    return x[order], y[order]
-
-
 def fcn_cache_key(data: UCRDataset, cfg: Stage2Config) -> str:
     """Dataset name + a hash of its preprocessed series (mean, std, NaN policy and length show in them),
     of the FCN's training settings and of the checkpoint format: a change to any trains a new FCN."""
-    x, y = _archive_train(data)
+    x, y = archive_train(data)
     settings = [cfg.fcn_epochs, cfg.fcn_patience, cfg.fcn_batch_size, cfg.fcn_lr, cfg.fcn_val_fraction, cfg.fcn_seed,
                 data.mean, data.std, data.classes, FORMAT]
     digest = fingerprint(x, y, data.x_test, data.y_test, np.frombuffer(repr(settings).encode(), np.uint8))
@@ -183,7 +176,7 @@ def fcn_for_dataset(data: UCRDataset, cache_dir: str | Path, cfg: Stage2Config) 
     device = select_device(cfg.device)
 
     def train():
-        x, y = _archive_train(data)
+        x, y = archive_train(data)
         fit, held = stratified_holdout(y, cfg.fcn_val_fraction, cfg.fcn_seed)
         if len(held) == 0:            # one series per class: select on the train split, as Wang et al. did
             held = fit
