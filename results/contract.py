@@ -16,6 +16,7 @@ CONFIG_TAG = "ssl_vqvae.config_id"   # config_id(): the seeds of one configurati
 ROLE_TAG = "ssl_vqvae.role"          # ROLE_PARENT | ROLE_TRIAL
 ROLE_PARENT, ROLE_TRIAL = "parent", "trial"
 PARENT_TAG = "mlflow.parentRunId"
+CONFIGS_TAG = "ssl_vqvae.configs_run"  # on a parent: distinct configurations its finished search ran
 
 # metric keys
 SELECTION_METRIC = "val/svm_acc"     # what the search maximises and "best" means (train split only)

@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from results.cli import UsageError, run_cli  # noqa: E402
 from results.contract import (BASELINE_METHOD, CONFIG_TAG, DEFAULT_RESULTS_DIR, IDENTITY_PARAMS, KEY_TAG,  # noqa: E402
-                              PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, config_id,
+                              CONFIGS_TAG, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, config_id,
                               default_tracking_uri)
 from results.figures import cd_figure, save_figure, weight_figure  # noqa: E402
 from results.selection import select_best  # noqa: E402
@@ -75,9 +75,12 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
     except MlflowException as err:
         raise UsageError(f"cannot read the MLflow store {tracking_uri}: {str(err).splitlines()[0]}") from None
     parents = pd.DataFrame([{"run_id": r.info.run_id, "dataset": r.data.tags.get("dataset", r.info.run_name),
-                             **{k: _count(r.data.params.get(k)) for k in ("seeds", "num_samples")}}
+                             **{k: _count(r.data.params.get(k)) for k in ("seeds", "num_samples")},
+                             "baseline_configs": _count(r.data.params.get("baseline_configs", "1")),
+                             "configs_run": _count(r.data.tags.get(CONFIGS_TAG))}
                             for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT],
-                           columns=["run_id", "dataset", "seeds", "num_samples"]).sort_values("dataset")
+                           columns=["run_id", "dataset", "seeds", "num_samples", "baseline_configs", "configs_run"]
+                           ).sort_values("dataset")
     children = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     params = sorted({k for r in children for k in r.data.params})
     trials = pd.DataFrame([{"run_id": r.info.run_id, "parent": r.data.tags.get(PARENT_TAG),
@@ -134,7 +137,8 @@ def best_per_method(runs: StudyRuns, table: pd.DataFrame, level: str = "method")
 
 
 def trial_status(runs: StudyRuns) -> pd.DataFrame:
-    """Per dataset: trials expected from the parent's seeds x (1 + num_samples), found by status, missing."""
+    """Per dataset: trials expected (seeds x configurations: those the finished search ran, else the
+    planned baseline configurations + num_samples), found by status, missing."""
     rows = []
     for p in runs.parents.itertuples():
         kids = runs.trials[runs.trials["parent"] == p.run_id]
@@ -143,7 +147,8 @@ def trial_status(runs: StudyRuns) -> pd.DataFrame:
                **{s.lower(): int(counts.get(s, 0)) for s in ("FINISHED", "FAILED", "KILLED", "RUNNING")},
                "missing": math.nan}
         if not (math.isnan(p.seeds) or math.isnan(p.num_samples)):
-            expected = int(p.seeds) * (1 + int(p.num_samples))
+            configs = p.configs_run if not math.isnan(p.configs_run) else p.baseline_configs + p.num_samples
+            expected = int(p.seeds) * int(configs)
             row["expected"], row["missing"] = expected, max(expected - len(kids), 0)
         rows.append(row)
     return pd.DataFrame(rows, columns=["dataset", "expected", "found", "finished", "failed", "killed", "running",

@@ -18,7 +18,7 @@ def _drain(search):
 
 def test_baselines_first_then_reference_points_then_tpe_round_robin():
     search = StudySearch(["A", "B"], SPACES["aug_weight"], num_samples=3, seeds=2, metric="m", mode="max",
-                         base={"epochs": 5})
+                         base={"A": {"epochs": 5}, "B": {"epochs": 5}})
     configs = _drain(search)
     assert len(configs) == search.total_trials == 2 * 2 * (1 + 3)
     assert [(c["dataset"], c["ssl_method"], c["seed"]) for c in configs[:4]] == [

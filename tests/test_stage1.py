@@ -110,7 +110,7 @@ def test_tokenizer_checkpoint_outlives_a_renamed_training_option(saved_tokenizer
     monkeypatch.setattr("tune.engine.tokenizer_training.TrainConfig", Renamed)
     monkeypatch.setattr("tune.config.from_flat_dict", no_config_loading)
     tokenizer, trained_on = load_tokenizer(saved_tokenizer)
-    assert trained_on == {"dataset": "ItalyPowerDemand", "seed": 0, "val_fraction": 0.2, "nan_policy": "resample"}
+    assert trained_on == {"dataset": "ItalyPowerDemand", "seed": 0, "val_fraction": 0.0, "nan_policy": "resample"}
     assert all(torch.equal(v, blob["state_dict"][k]) for k, v in tokenizer.state_dict().items())
 
 

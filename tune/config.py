@@ -87,7 +87,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-3
     proj_dim: int = 4096             # SSL projector width (reference 4096)
-    val_fraction: float = 0.2        # stratified validation split carved from the archive's train split
+    val_fraction: float = 0.0        # > 0: a validation split held out of training (selection is cross-validated)
     nan_policy: str = "resample"     # how NaN padding of variable-length series is handled
     device: str = "auto"             # auto | cpu | cuda
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)

@@ -6,12 +6,14 @@ config override as it stands, and MLflow records it under the same names.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ray import tune
 
 SSL_BRANCHES = ["barlowtwins", "vibcreg"]
+QUICK_STEPS = 300      # from benchmarks/learning_curve.py (see README, "Budgets")
 AUG_SETS_SEARCHED = ["warp", "slice", "gauss", "warp+gauss", "slice+gauss", "warp+slice"]
 
 
@@ -22,6 +24,10 @@ class SearchSpace:
     params: dict[str, Any]                              # ray.tune domains sampled by Optuna
     grid: dict[str, list]                               # --grid: the exact values, every combination
     fixed: dict[str, Any] = field(default_factory=dict)  # set for every trial of the space
+    shared: tuple[str, ...] = ()                         # searched params the baseline has too: it is tuned on them
+
+    def shared_params(self) -> dict[str, Any]:
+        return {k: self.params[k] for k in self.shared}
 
     def grid_points(self) -> list[dict[str, Any]]:
         keys = list(self.grid)
@@ -42,8 +48,7 @@ SPACES: dict[str, SearchSpace] = {s.name: s for s in [
         fixed={"aug_recon_weight": 0.1}),
     SearchSpace(
         "ssl", "SSL methods against the baseline (the reference study's 7 configurations with --grid)",
-        params={"ssl_method": tune.choice(["none", *SSL_BRANCHES]),
-                "aug_set": tune.choice(["warp", "slice", "gauss"])},
+        params={"ssl_method": tune.choice(SSL_BRANCHES), "aug_set": tune.choice(["warp", "slice", "gauss"])},
         grid={"ssl_method": SSL_BRANCHES, "aug_set": ["warp", "slice", "gauss"]},
         fixed={"aug_recon_weight": 0.1}),
     SearchSpace(
@@ -52,35 +57,47 @@ SPACES: dict[str, SearchSpace] = {s.name: s for s in [
                 "aug_recon_weight": tune.uniform(0.0, 0.3), "lr": tune.loguniform(3e-4, 3e-3),
                 "tokenizer.codebook_size": tune.choice([32, 64, 128]), "proj_dim": tune.choice([256, 1024, 4096])},
         grid={"ssl_method": SSL_BRANCHES, "aug_set": ["warp", "slice", "gauss"],
-              "aug_recon_weight": [0.05, 0.1, 0.2], "tokenizer.codebook_size": [32, 64]}),
+              "aug_recon_weight": [0.05, 0.1, 0.2], "tokenizer.codebook_size": [32, 64]},
+        shared=("lr", "tokenizer.codebook_size")),
 ]}
 
 
 @dataclass(frozen=True)
 class Budget:
+    """A study's size. Training is counted in optimizer steps, not epochs, so a 50-series dataset (one
+    step per epoch at batch 128) trains as much as a 5000-series one; `min_epochs` makes every trial see
+    its whole train split at least that often."""
     name: str
     description: str
-    epochs: int
-    eval_every: int
+    steps: int              # optimizer steps per trial
+    min_epochs: int         # and at least this many passes over the train split
+    evaluations: int        # evaluation points per trial (the last epoch always evaluates)
     num_samples: int        # Optuna configurations per dataset (the baseline comes on top)
     seeds: int              # every configuration runs once per seed
     train: dict[str, Any] = field(default_factory=dict)  # config overrides for this size
     stage2: dict[str, Any] = field(default_factory=dict)  # stage-2 overrides, used with --stage2
 
+    def epochs(self, n_train: int, batch_size: int) -> int:
+        """Epochs that give `steps` optimizer steps on a train split of n_train series."""
+        return max(self.min_epochs, math.ceil(self.steps / math.ceil(n_train / batch_size)))
+
+    def eval_every(self, epochs: int) -> int:
+        return max(1, epochs // self.evaluations)
+
 
 BUDGETS: dict[str, Budget] = {b.name: b for b in [
-    Budget("smoke", "seconds per trial: checks the plumbing, not the science", epochs=2, eval_every=1,
-           num_samples=2, seeds=1, train={"proj_dim": 256},
+    Budget("smoke", "seconds per trial: checks the plumbing, not the science", steps=2, min_epochs=2,
+           evaluations=2, num_samples=2, seeds=1, train={"proj_dim": 256},
            stage2={"width": 64, "depth": 2, "epochs": 10, "eval_every": 5, "min_generate": 200, "n_boot": 50,
                    "fcn_epochs": 30, "fcn_patience": 10, "cas_epochs": 5, "cas_patience": 5}),
-    Budget("quick", "a laptop study in about 15 minutes on the bundled datasets", epochs=30, eval_every=10,
-           num_samples=4, seeds=1, train={"proj_dim": 1024},
+    Budget("quick", "a laptop study in about 15 minutes on the bundled datasets", steps=QUICK_STEPS, min_epochs=5,
+           evaluations=3, num_samples=4, seeds=3,
            stage2={"width": 128, "depth": 2, "epochs": 100, "fcn_epochs": 200, "fcn_patience": 50, "cas_epochs": 30,
                    "cas_patience": 10}),
-    Budget("standard", "an overnight CPU or a short GPU study", epochs=200, eval_every=20,
-           num_samples=16, seeds=2, stage2={"epochs": 300}),
-    Budget("paper", "the reference study's scale (about 1000 epochs, 4 seeds): a GPU cluster", epochs=1000,
-           eval_every=50, num_samples=16, seeds=4, stage2={"epochs": 1000, "min_generate": 5000}),
+    Budget("standard", "an overnight CPU or a short GPU study", steps=1000, min_epochs=50, evaluations=10,
+           num_samples=16, seeds=3, stage2={"epochs": 300}),
+    Budget("paper", "the reference study's scale (1000 epochs on GunPoint, 4 seeds): a GPU cluster", steps=5000,
+           min_epochs=150, evaluations=20, num_samples=16, seeds=4, stage2={"epochs": 1000, "min_generate": 5000}),
 ]}
 
 
@@ -96,8 +113,8 @@ def describe_spaces() -> str:
     lines.append("\nbudgets:")
     for b in BUDGETS.values():
         extra = f", {b.train}" if b.train else ""
-        lines.append(f"    {b.name:9s} {b.epochs} epochs, eval every {b.eval_every}, {b.num_samples} configs x "
-                     f"{b.seeds} seed(s) per dataset{extra}: {b.description}")
+        lines.append(f"    {b.name:9s} {b.steps} optimizer steps (at least {b.min_epochs} epochs), {b.evaluations} "
+                     f"evaluations, {b.num_samples} configs x {b.seeds} seed(s) per dataset{extra}: {b.description}")
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ import torch
 
 from datasets.augment import augment, parse_aug_set
 from datasets.ucr import UCRDataset, load_dataset
-from evaluation.probes import linear_probes
+from evaluation.probes import cv_probe_accuracy, linear_probes
 from evaluation.tokens import SplitEval, codebook_redundancy, evaluate_split
 from models.ssl_vqvae import SSLVQVAE
 from models.tokenizer import Tokenizer, TokenizerConfig
@@ -72,21 +72,33 @@ def _evaluate_split(tok: Tokenizer, x: torch.Tensor, split: str, epoch: int, cfg
     return out
 
 
+CV_SEED = 0   # the same folds for every trial of a dataset: configurations are compared on equal terms
+
+
 def evaluate(model: SSLVQVAE, data: UCRDataset, xs: dict[str, torch.Tensor], cfg: TrainConfig,
              epoch: int) -> dict[str, float]:
-    """Validation metrics for model selection; at the last epoch also the test metrics (reported only)."""
+    """Selection metrics from the train split; at the last epoch also the test metrics (reported only).
+
+    `val/svm_acc` and `val/knn_acc` (the search objective) are repeated stratified k-fold cross-validated
+    probe accuracies on the train split's features (the tokenizer never saw labels, so it trains on the
+    whole split and the probes are validated within it). `val/recon_loss` is the eval-mode reconstruction
+    loss of the held-out validation series when val_fraction > 0, else of the train split itself (so it
+    measures fit, not generalisation; `test/recon_loss` is the held-out number). With val_fraction > 0,
+    `holdout/*` also scores the probes on that split, for comparing the two selection protocols.
+    """
     tok = model.tokenizer
     train = _evaluate_split(tok, xs["train"], "train", epoch, cfg)
+    cv = cv_probe_accuracy(train.features, data.y_train, seed=CV_SEED)
     metrics = {"codebook/perplexity": train.perplexity, "codebook/usage": train.usage,
-               "codebook/redundancy": codebook_redundancy(tok.codebook)}
+               "codebook/redundancy": codebook_redundancy(tok.codebook), "val/svm_acc": cv["svm_acc"],
+               "val/knn_acc": cv["knn_acc"], "val/recon_loss": train.recon_loss}
     f_fit, y_fit = train.features, data.y_train
-    if len(data.y_val):     # a train split of one series per class (Fungi) leaves no validation series
+    if len(data.y_val):
         val = _evaluate_split(tok, xs["val"], "val", epoch, cfg)
         probes = linear_probes(train.features, data.y_train, val.features, data.y_val)
-        metrics |= {"val/recon_loss": val.recon_loss, "val/svm_acc": probes["svm_acc"], "val/knn_acc": probes["knn_acc"]}
+        metrics |= {"val/recon_loss": val.recon_loss, "holdout/svm_acc": probes["svm_acc"],
+                    "holdout/knn_acc": probes["knn_acc"]}
         f_fit, y_fit = np.concatenate([f_fit, val.features]), np.concatenate([y_fit, data.y_val])
-    else:
-        metrics |= {"val/recon_loss": math.nan, "val/svm_acc": math.nan, "val/knn_acc": math.nan}
     if epoch == cfg.epochs:
         # Selection is over; the test probes may use every labelled train series (train + validation).
         test = _evaluate_split(tok, xs["test"], "test", epoch, cfg)

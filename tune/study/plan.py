@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import secrets
@@ -25,7 +26,7 @@ from results.contract import DEFAULT_RESULTS_DIR, default_tracking_uri
 from results.store import check_tracking_store
 from tune.cli import parse_overrides
 from tune.config import from_flat_dict
-from tune.spaces import BUDGETS, SPACES, Budget, SearchSpace
+from tune.spaces import BUDGETS, SPACES, SSL_BRANCHES, Budget, SearchSpace
 
 # Seconds per (training series x series length) per epoch on one core, measured with
 # benchmarks/stage1_speed.py; used only for --dry-run's estimate.
@@ -45,6 +46,7 @@ class StudyPlan:
     seeds: int
     search_seed: int                          # seeds the Optuna samplers (trials get seeds 0..seeds-1)
     train: dict[str, Any]                     # training config fixed for every trial
+    per_dataset: dict[str, dict[str, Any]]    # dataset -> epochs and eval_every that give the budget's steps
     results_dir: Path
     tracking_uri: str
     address: str | None
@@ -64,26 +66,35 @@ class StudyPlan:
         return self.results_dir / "ray_results"
 
     @property
+    def baseline_configs(self) -> int:
+        """The baseline's configurations: 1, or as many as each SSL method gets where it is tuned too."""
+        return max(1, math.ceil(self.num_samples / len(SSL_BRANCHES))) if self.space.shared else 1
+
+    @property
     def trials_per_dataset(self) -> int:
-        return self.seeds * (1 + self.num_samples)
+        return self.seeds * (self.baseline_configs + self.num_samples)
+
+    def dataset_config(self, dataset: str) -> dict[str, Any]:
+        return {**self.train, **self.per_dataset[dataset]}
 
     def estimate_s(self, concurrent: int) -> float:
-        epochs = self.train["epochs"]
         total = 0.0
         for ds, (n, length) in self.shapes.items():
+            epochs = self.per_dataset[ds]["epochs"]
             base = epochs * n * length * SECONDS_PER_POINT["none"] + TRIAL_OVERHEAD_S
             ssl = epochs * n * length * SECONDS_PER_POINT["ssl"] + TRIAL_OVERHEAD_S
-            total += self.seeds * (base + self.num_samples * ssl)
+            total += self.seeds * (self.baseline_configs * base + self.num_samples * ssl)
         return total / max(1, concurrent)
 
     def describe(self) -> str:
         concurrent = self.max_concurrent or max(1, int((os.cpu_count() or 1) // self.cpus_per_trial))
-        lines = [f"study {self.name}: space {self.space.name}{' (grid)' if self.grid else ''}, budget {self.budget.name} "
-                 f"({self.train['epochs']} epochs, eval every {self.train['eval_every']})",
-                 f"  datasets ({len(self.datasets)}): " + ", ".join(
-                     f"{d} [{n}x{l}]" for d, (n, l) in self.shapes.items()),
-                 f"  trials: {len(self.datasets)} x ({self.num_samples} configs + baseline) x {self.seeds} seed(s) "
-                 f"= {len(self.datasets) * self.trials_per_dataset}",
+        b = self.budget
+        lines = [f"study {self.name}: space {self.space.name}{' (grid)' if self.grid else ''}, budget {b.name} "
+                 f"({b.steps} optimizer steps, at least {b.min_epochs} epochs, {b.evaluations} evaluations per trial)",
+                 f"  datasets ({len(self.datasets)}) [train series x length, epochs]: " + ", ".join(
+                     f"{d} [{n}x{l}, {self.per_dataset[d]['epochs']}]" for d, (n, l) in self.shapes.items()),
+                 f"  trials: {len(self.datasets)} x ({self.num_samples} configs + {self.baseline_configs} baseline) x "
+                 f"{self.seeds} seed(s) = {len(self.datasets) * self.trials_per_dataset}",
                  f"  resources: {self.cpus_per_trial:g} CPU + {self.gpus_per_trial:g} GPU per trial via "
                  f"{'Ray Train' if self.executor == 'train' else 'a Tune function trainable'}; "
                  f"cluster {self.address or 'local (started here)'}",
@@ -116,8 +127,7 @@ def make_plan(args) -> StudyPlan:
         raise UsageError("GPU trials run through Ray Train: drop --executor function or --gpus-per-trial")
 
     stage2 = {f"stage2.{k}": v for k, v in budget.stage2.items()} if args.stage2 != "off" else {}
-    train = {"epochs": budget.epochs, "eval_every": budget.eval_every, **budget.train, **stage2,
-             **parse_overrides(args.overrides)}
+    train = {**budget.train, **stage2, **parse_overrides(args.overrides)}
     base_cfg = from_flat_dict(train)            # unknown keys and bad values fail here
     train = {k: getattr(base_cfg, k) if "." not in k else v for k, v in train.items()}
     names = list(BUNDLED) if args.datasets == "bundled" else resolve_names(
@@ -131,8 +141,12 @@ def make_plan(args) -> StudyPlan:
                              f"{min_length(base_cfg.tokenizer)}; drop it from --datasets")
         shapes[dataset] = (len(data.x_train), data.length)
     # Largest datasets first: their long trials start early and the short ones fill the last slots.
-    names = sorted(names, key=lambda n: -shapes[n][0] * shapes[n][1])
+    names = sorted(names, key=lambda n: -shapes[n][0] * shapes[n][1] * budget.epochs(shapes[n][0], base_cfg.batch_size))
     shapes = {n: shapes[n] for n in names}
+    per_dataset = {}
+    for dataset, (n, _) in shapes.items():      # --set epochs / eval_every override the budget everywhere
+        epochs = train.get("epochs", budget.epochs(n, base_cfg.batch_size))
+        per_dataset[dataset] = {"epochs": epochs, "eval_every": train.get("eval_every", budget.eval_every(epochs))}
 
     _check_writable(results_dir)
     tracking_uri = args.mlflow_uri or default_tracking_uri(results_dir)
@@ -142,7 +156,7 @@ def make_plan(args) -> StudyPlan:
     return StudyPlan(
         name=name, space=space, budget=budget, grid=args.grid, datasets=names, shapes=shapes,
         num_samples=len(space.grid_points()) if args.grid else (args.num_samples or budget.num_samples),
-        seeds=args.seeds or budget.seeds, search_seed=args.search_seed, train=train, results_dir=results_dir,
+        seeds=args.seeds or budget.seeds, search_seed=args.search_seed, train=train, per_dataset=per_dataset, results_dir=results_dir,
         tracking_uri=tracking_uri, address=check_address(args.address) if args.address else None,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, executor=executor,
         max_concurrent=args.max_concurrent, resume=args.resume, stage2=args.stage2,

@@ -58,7 +58,8 @@ def run_study(plan: StudyPlan) -> int:
         tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name))
         parents = {ds: tracker.parent_run(ds, {"study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
                                                "grid": plan.grid, "seeds": plan.seeds, "num_samples": plan.num_samples,
-                                               **plan.train})
+                                               "baseline_configs": plan.baseline_configs, "steps": plan.budget.steps,
+                                               **plan.dataset_config(ds)})
                    for ds in plan.datasets}
         context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
                                parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
@@ -77,7 +78,8 @@ def run_study(plan: StudyPlan) -> int:
             tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
         else:
             searcher = StudySearch(plan.datasets, plan.space, num_samples=plan.num_samples, seeds=plan.seeds,
-                                   metric=SELECTION_METRIC, mode=MODE, seed=plan.search_seed, grid=plan.grid, base=plan.train)
+                                   metric=SELECTION_METRIC, mode=MODE, seed=plan.search_seed, grid=plan.grid,
+                                   base={ds: plan.dataset_config(ds) for ds in plan.datasets})
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
@@ -94,7 +96,8 @@ def run_study(plan: StudyPlan) -> int:
         if plan.stage2 == "best":
             stage2_for_best(runs, plan, context)
             runs = load_study(plan.name, plan.tracking_uri)
-        summarize(runs, plan, tracker, parents, wall_s=time.time() - start)
+        configs_run = None if plan.resume else {ds: searcher.distinct_configs(ds) for ds in plan.datasets}
+        summarize(runs, plan, tracker, parents, wall_s=time.time() - start, configs_run=configs_run)
     except BaseException:
         if not started and not plan.resume:
             release_study_folder(plan)

@@ -2,14 +2,24 @@
 
 Objectives are not comparable across datasets, so each dataset has its own OptunaSearch (TPE, or
 Optuna's GridSampler for --grid). This searcher interleaves their suggestions so that every dataset's
-search runs concurrently, runs each suggestion once per seed and tells Optuna the mean over seeds,
-and queues the `none` baseline once per dataset and seed before anything else.
+search runs concurrently, runs each suggestion once per seed and tells Optuna the mean over seeds.
+
+The `none` baseline runs first on every dataset and seed, at the reference settings. Where the space
+tunes parameters the baseline shares (`SearchSpace.shared`, e.g. lr and codebook size in `full`), the
+baseline gets a search of its own over them, with as many proposals as each SSL method gets on
+average, so the comparison is between equally tuned models.
+
+A configuration runs once: when Optuna proposes one it already proposed (common in small categorical
+spaces), the repeat is told the original's score (at once, or when the original finishes) and Optuna is
+asked again, so a repeat never becomes extra seeds. A space with fewer distinct points than asked for
+ends that search early (`distinct_configs` says how many ran).
 """
 from __future__ import annotations
 
 import math
 import pickle
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -17,44 +27,76 @@ from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from results.contract import config_id
 from tune.config import TrainConfig, to_flat_dict
-from tune.spaces import SearchSpace
+from tune.spaces import SSL_BRANCHES, SearchSpace
 
 BASELINE_PARAMS = {"ssl_method": "none", "aug_set": "none", "aug_recon_weight": 0.0}
+MAX_REPEATS = 50      # asks in a row that only repeat earlier proposals: the space is exhausted
+
+
+@dataclass
+class Lane:
+    """One dataset's search for the SSL configurations, or for the baseline's shared parameters."""
+    dataset: str
+    name: str                                  # "ssl" | "baseline"
+    quota: int                                 # distinct configurations to run
+    searcher: OptunaSearch | None              # None: one fixed configuration (the reference baseline)
+    fixed: dict[str, Any]
+    asked: int = 0
+    exhausted: bool = False
+    proposed: dict[str, str] = field(default_factory=dict)   # config id -> group
+
+    @property
+    def open(self) -> bool:
+        return self.asked < self.quota and not self.exhausted
+
+    def group_id(self) -> str:
+        return f"{self.dataset}-{'' if self.name == 'ssl' else 'baseline-'}{self.asked:04d}"
 
 
 class StudySearch(Searcher):
     def __init__(self, datasets: list[str], space: SearchSpace, *, num_samples: int, seeds: int,
-                 metric: str, mode: str, seed: int = 0, grid: bool = False, base: dict[str, Any] | None = None):
+                 metric: str, mode: str, seed: int = 0, grid: bool = False,
+                 base: dict[str, dict[str, Any]] | None = None):
+        """base: per dataset, the training config every trial of that dataset shares (epochs differ by size)."""
         super().__init__(metric=metric, mode=mode)
         self.num_samples = len(space.grid_points()) if grid else num_samples
-        self.seeds, self.base, self.fixed = seeds, dict(base or {}), dict(space.fixed)
-        self.searchers = {ds: _optuna_search(space, metric, mode, seed + i, grid) for i, ds in enumerate(datasets)}
-        self.asked = {ds: 0 for ds in datasets}
-        self.queue: deque[tuple[str, str, dict]] = deque()      # (dataset, group, params) ready to run
-        self.groups: dict[str, dict] = {}                       # group -> dataset, trials, values, pending
+        self.seeds, self.base = seeds, {ds: dict((base or {}).get(ds, {})) for ds in datasets}
+        self.lanes: list[Lane] = []
+        baseline_quota = max(1, math.ceil(self.num_samples / len(SSL_BRANCHES))) if space.shared else 1
+        for i, ds in enumerate(datasets):
+            baseline = (_optuna_search(space.shared_params(), metric, mode, seed + 1000 + i, False,
+                                       [reference_defaults(space.shared)]) if space.shared else None)
+            self.lanes.append(Lane(ds, "baseline", baseline_quota, baseline, BASELINE_PARAMS))
+        for i, ds in enumerate(datasets):
+            self.lanes.append(Lane(ds, "ssl", self.num_samples, _space_search(space, metric, mode, seed + i, grid),
+                                   dict(space.fixed)))
+        self.repeats = 0
+        self.queue: deque[tuple[str, dict]] = deque()           # (group, config) ready to run
+        self.groups: dict[str, dict] = {}                       # group -> lane, trials, values, pending, twins
         self.trial_group: dict[str, str] = {}
-        for ds in datasets:
-            self._enqueue(ds, f"{ds}-baseline", BASELINE_PARAMS)
 
     @property
     def total_trials(self) -> int:
-        return len(self.searchers) * self.seeds * (1 + self.num_samples)
+        """An upper bound: a search whose space runs out of new points ends early."""
+        return self.seeds * sum(lane.quota for lane in self.lanes)
+
+    def distinct_configs(self, dataset: str) -> int:
+        return sum(lane.asked for lane in self.lanes if lane.dataset == dataset)
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True   # metric, mode and space are fixed at construction
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        if not self.queue:
-            open_ds = [ds for ds, n in self.asked.items() if n < self.num_samples]
-            if not open_ds:
+        while not self.queue:
+            lanes = [lane for lane in self.lanes if lane.open]
+            if not lanes:
                 return Searcher.FINISHED
-            ds = min(open_ds, key=lambda d: self.asked[d])      # round robin over datasets
-            group = f"{ds}-{self.asked[ds]:04d}"
-            self.asked[ds] += 1
-            params = self.searchers[ds].suggest(group)
-            self._enqueue(ds, group, params)
-        ds, group, config = self.queue.popleft()
+            # baselines first, then round robin over the datasets' searches by the share already proposed
+            self._propose(min(lanes, key=lambda lane: (lane.name != "baseline" or lane.asked > 0,
+                                                       lane.asked / lane.quota)))
+        group, config = self.queue.popleft()
         self.trial_group[trial_id] = group
         self.groups[group]["trials"].append(trial_id)
         return config
@@ -68,13 +110,12 @@ class StudySearch(Searcher):
         value = (result or {}).get(self.metric)
         if value is not None and math.isfinite(value):     # a failed trial reports NaN: it has no score
             group["values"].append(float(value))
-        if group["pending"] == 0 and not group_id.endswith("-baseline"):
-            values = group["values"]
-            mean = {self.metric: sum(values) / len(values)} if values else None
-            self.searchers[group["dataset"]].on_trial_complete(group_id, mean, error=not values)
+        if group["pending"] == 0:
+            for optuna_id in [group_id, *group["twins"]]:
+                self._tell(group["lane"], optuna_id, group["values"])
 
-    def optuna_study(self, dataset: str) -> optuna.Study:
-        return self.searchers[dataset]._ot_study
+    def optuna_study(self, dataset: str, lane: str = "ssl") -> optuna.Study:
+        return self._lane(dataset, lane).searcher._ot_study
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as fh:
@@ -84,21 +125,64 @@ class StudySearch(Searcher):
         with open(checkpoint_path, "rb") as fh:
             self.__dict__.update(pickle.load(fh))
 
-    def _enqueue(self, ds: str, group: str, params: dict) -> None:
-        self.groups[group] = {"dataset": ds, "trials": [], "values": [], "pending": self.seeds}
+    def _lane(self, dataset: str, name: str) -> Lane:
+        return next(lane for lane in self.lanes if lane.dataset == dataset and lane.name == name)
+
+    def _propose(self, lane: Lane) -> None:
+        """Queue the lane's next configuration that has not run yet; repeats are answered, not run."""
+        if lane.searcher is None:
+            self._enqueue(lane, lane.group_id(), {})
+            return
+        for _ in range(MAX_REPEATS):
+            group = lane.group_id()
+            params = lane.searcher.suggest(group)
+            original = lane.proposed.get(config_id(params))
+            if original is None:
+                lane.proposed[config_id(params)] = group
+                self._enqueue(lane, group, params)
+                return
+            # Optuna's trial `group` repeats `original`: it takes another id and the original's score
+            self.repeats += 1
+            twin = f"{lane.dataset}-repeat{self.repeats:04d}"
+            lane.searcher._ot_trials[twin] = lane.searcher._ot_trials.pop(group)
+            if self.groups[original]["pending"] == 0:
+                self._tell(lane, twin, self.groups[original]["values"])
+            else:
+                self.groups[original]["twins"].append(twin)
+        lane.exhausted = True
+
+    def _tell(self, lane: Lane, optuna_id: str, values: list[float]) -> None:
+        if lane.searcher is not None:
+            mean = {self.metric: sum(values) / len(values)} if values else None
+            lane.searcher.on_trial_complete(optuna_id, mean, error=not values)
+
+    def _enqueue(self, lane: Lane, group: str, params: dict) -> None:
+        lane.asked += 1
+        self.groups[group] = {"lane": lane, "trials": [], "values": [], "pending": self.seeds, "twins": []}
         for s in range(self.seeds):
-            config = {**self.base, **self.fixed, **params, "dataset": ds, "seed": s}
-            self.queue.append((ds, group, config))
+            config = {**self.base[lane.dataset], **lane.fixed, **params, "dataset": lane.dataset, "seed": s}
+            self.queue.append((group, config))
 
 
-def _optuna_search(space: SearchSpace, metric: str, mode: str, seed: int, grid: bool) -> OptunaSearch:
+def _space_search(space: SearchSpace, metric: str, mode: str, seed: int, grid: bool) -> OptunaSearch:
     if grid:
-        domains = {k: tune.choice(v) for k, v in space.grid.items()}
-        sampler = optuna.samplers.GridSampler(space.grid, seed=seed)
-        return OptunaSearch(OptunaSearch.convert_search_space(domains), metric=metric, mode=mode, sampler=sampler)
-    sampler = optuna.samplers.TPESampler(seed=seed)
-    return OptunaSearch(OptunaSearch.convert_search_space(space.params), metric=metric, mode=mode, sampler=sampler,
-                        points_to_evaluate=reference_points(space))
+        return _optuna_search({k: tune.choice(v) for k, v in space.grid.items()}, metric, mode, seed, True,
+                              grid_values=space.grid)
+    return _optuna_search(space.params, metric, mode, seed, False, reference_points(space))
+
+
+def _optuna_search(domains: dict, metric: str, mode: str, seed: int, grid: bool, points: list[dict] | None = None,
+                   grid_values: dict | None = None) -> OptunaSearch:
+    sampler = (optuna.samplers.GridSampler(grid_values, seed=seed) if grid
+               else optuna.samplers.TPESampler(seed=seed))
+    return OptunaSearch(OptunaSearch.convert_search_space(domains), metric=metric, mode=mode, sampler=sampler,
+                        points_to_evaluate=points or None)
+
+
+def reference_defaults(keys) -> dict[str, Any]:
+    """The reference settings of `keys` (TrainConfig's defaults, augmentation warp at weight 0.1)."""
+    defaults = {**to_flat_dict(TrainConfig()), "aug_set": "warp", "aug_recon_weight": 0.1}
+    return {k: defaults[k] for k in keys}
 
 
 def reference_points(space: SearchSpace) -> list[dict]:
@@ -107,6 +191,4 @@ def reference_points(space: SearchSpace) -> list[dict]:
     methods = space.params.get("ssl_method")
     if methods is None:
         return []
-    defaults = {**to_flat_dict(TrainConfig()), "aug_set": "warp", "aug_recon_weight": 0.1}
-    return [{k: method if k == "ssl_method" else defaults[k] for k in space.params}
-            for method in methods.categories if method != "none"]
+    return [{**reference_defaults(space.params), "ssl_method": method} for method in methods.categories]

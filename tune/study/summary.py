@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 from ray.tune.search.optuna import OptunaSearch
 
-from results.contract import BASELINE_METHOD, IDENTITY_PARAMS, SELECTION_METRIC
+from results.contract import BASELINE_METHOD, CONFIGS_TAG, IDENTITY_PARAMS, SELECTION_METRIC
 from results.report import StudyRuns
 from results.selection import select_best
 
@@ -50,8 +50,10 @@ def _as_choice(text: Any, distribution) -> Any:
     return int(number) if isinstance(distribution, optuna.distributions.IntDistribution) else number
 
 
-def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: float) -> pd.DataFrame:
-    """Finish each dataset's parent run with the best configuration, its means and the baseline's."""
+def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: float,
+              configs_run: dict[str, int] | None = None) -> pd.DataFrame:
+    """Finish each dataset's parent run with the best configuration, its means and the baseline's;
+    configs_run: per dataset, the distinct configurations the search ran (when the searcher is at hand)."""
     trials = runs.trials
     for k in KEYS:
         trials[k] = pd.to_numeric(trials[k], errors="coerce") if k in trials else math.nan
@@ -65,9 +67,11 @@ def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: f
         metrics: dict[str, float] = {}
         tags: dict[str, str] = {}
         artifacts: dict[str, Any] = {}
-        if len(base):
+        base_pick = select_best(base, by=["dataset"])
+        if len(base_pick):       # the baseline's best configuration (there are several where it is tuned too)
+            chosen = base[base["config_id"] == base_pick.iloc[0]["config_id"]]
             for k in KEYS:
-                metrics[f"baseline/{k.replace('/', '_')}"] = float(base[k].mean())
+                metrics[f"baseline/{k.replace('/', '_')}"] = float(chosen[k].mean())
         pick = select_best(searched, by=["dataset"])
         if len(pick):
             best = pick.iloc[0]
@@ -81,14 +85,16 @@ def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: f
                 k: first[k] for k in IDENTITY_PARAMS} | {"config_id": best["config_id"]}
             artifacts["param_importances.json"] = param_importances(searched[searched["status"] == "FINISHED"],
                                                                     plan.space)
+        if configs_run:
+            tags[CONFIGS_TAG] = str(configs_run[ds])
         tracker.finish_parent(parents[ds], metrics, tags, artifacts)
         summary |= {k: metrics.get(k, math.nan) for k in
                     ("best/val_svm_acc", "best/test_svm_acc", "best/test_recon_loss",
                      "baseline/val_svm_acc", "baseline/test_svm_acc", "baseline/test_recon_loss",
                      "best/gen_fid", "baseline/gen_fid")}
         summary = {k: v for k, v in summary.items() if not (k.endswith("gen_fid") and math.isnan(v))}
-        summary["best"] = " ".join(f"{k.split('.')[1]}={v}" for k, v in tags.items()
-                                   if k.split(".")[1] in IDENTITY_PARAMS) or "-"
+        summary["best"] = " ".join(f"{k[5:]}={v}" for k, v in tags.items()
+                                   if k.startswith("best.") and k[5:] in IDENTITY_PARAMS) or "-"
         out.append(summary)
     frame = pd.DataFrame(out)
     failed = int((trials["status"] == "FAILED").sum()) if len(trials) else 0

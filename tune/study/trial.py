@@ -96,14 +96,16 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
 
 
 def log_artifacts(tracker: TrialRun, cfg: TrainConfig, data: UCRDataset, workdir: Path) -> None:
-    """The trial's config, a reconstruction plot of validation series, and the final checkpoint."""
+    """The trial's config, a reconstruction plot (validation series, or train series without a validation
+    split), and the final checkpoint."""
     tracker.log_dict(to_flat_dict(cfg), "config.json")
     tokenizer, _ = load_tokenizer(workdir / TOKENIZER_FILE)
-    pick = np.unique(data.y_val, return_index=True)[1][:4]       # one series per class, at most 4
-    x = torch.as_tensor(data.x_val[pick], dtype=torch.float32).unsqueeze(1)
+    x_all, y_all = (data.x_val, data.y_val) if len(data.y_val) else (data.x_train, data.y_train)
+    pick = np.unique(y_all, return_index=True)[1][:4]       # one series per class, at most 4
+    x = torch.as_tensor(x_all[pick], dtype=torch.float32).unsqueeze(1)
     with torch.no_grad():
         x_hat = tokenizer(x).x_hat.squeeze(1).numpy()
-    fig = reconstruction_figure(data.x_val[pick], x_hat, data.y_val[pick], title=run_name(cfg))
+    fig = reconstruction_figure(x_all[pick], x_hat, y_all[pick], title=run_name(cfg))
     tracker.log_figure(fig, "plots/reconstruction.png")
     plt.close(fig)
     tracker.log_artifact(workdir / TOKENIZER_FILE, "checkpoint")
