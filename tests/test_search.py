@@ -57,3 +57,48 @@ def test_state_survives_save_and_restore(tmp_path):
     restored = StudySearch(["A"], SPACES["ssl"], num_samples=3, seeds=1, metric="m", mode="max", seed=99)
     restored.restore(tmp_path / "state.pkl")
     assert restored.suggest("2") == search.suggest("2") and before[0]["ssl_method"] == "none"
+
+
+def test_a_repeated_proposal_is_answered_not_rerun():
+    """The ssl space has 6 distinct points: asking for 10 runs each once and ends the search early, and
+    Optuna hears every repeat with its original's score (so a repeat is never a pseudo-seed)."""
+    search = StudySearch(["A"], SPACES["ssl"], num_samples=10, seeds=2, metric="m", mode="max", seed=1)
+    trial_ids = []
+    while True:          # finish every trial at once, so repeats are answered from finished originals
+        tid = str(len(trial_ids))
+        config = search.suggest(tid)
+        if config == Searcher.FINISHED:
+            break
+        trial_ids.append((tid, config))
+        search.on_trial_complete(tid, {"m": 0.5 + 0.01 * (config["aug_set"] == "gauss") + 0.001 * config["seed"]})
+    searched = [c for _, c in trial_ids if c["ssl_method"] != "none"]
+    combos = [(c["ssl_method"], c["aug_set"]) for c in searched if c["seed"] == 0]
+    assert len(combos) == len(set(combos)) == 6 == search.distinct_configs("A") - 1
+    assert {c["ssl_method"] for c in searched} == {"barlowtwins", "vibcreg"}       # never `none` as a method
+    study = search.optuna_study("A")
+    assert len(study.trials) > 6 and search.repeats == len(study.trials) - 6
+    assert all(t.value is not None for t in study.trials)
+    for t in study.trials:
+        assert t.value == pytest.approx(0.5005 + 0.01 * (t.params["aug_set"] == "gauss"))
+
+
+def test_repeat_of_a_running_configuration_is_told_when_it_finishes():
+    search = StudySearch(["A"], SPACES["ssl"], num_samples=10, seeds=1, metric="m", mode="max", seed=1)
+    configs = _drain(search)        # nothing finished: repeats wait for their originals
+    assert len(configs) == 7
+    study = search.optuna_study("A")
+    waiting = [t for t in study.trials if not t.state.is_finished()]
+    assert len(waiting) == len(study.trials)
+    for tid, c in enumerate(configs):
+        search.on_trial_complete(str(tid), {"m": 0.7})
+    assert all(t.state.is_finished() and t.value == pytest.approx(0.7) for t in study.trials)
+
+
+def test_full_space_tunes_the_baseline_on_the_shared_parameters():
+    search = StudySearch(["A"], SPACES["full"], num_samples=4, seeds=1, metric="m", mode="max", seed=0)
+    configs = _drain(search)
+    baselines = [c for c in configs if c["ssl_method"] == "none"]
+    assert len(baselines) == 2 == len(configs) - 4                        # ceil(4 / 2 SSL methods)
+    assert baselines[0]["lr"] == 1e-3 and baselines[0]["tokenizer.codebook_size"] == 32   # reference first
+    assert all(set(c) >= {"lr", "tokenizer.codebook_size"} and "proj_dim" not in c for c in baselines)
+    assert len({(c["lr"], c["tokenizer.codebook_size"]) for c in baselines}) == 2
