@@ -16,9 +16,18 @@ PANELS = [("test_svm_acc", "test SVM accuracy"), ("test_knn_acc", "test KNN accu
           ("test_recon_loss", "test reconstruction loss")]
 
 
-def weight_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], baseline: str = "none"):
+YARDSTICK_LINES = {"test_svm_acc": [("raw/svm_acc", "raw series (same probe)"), ("raw/1nn_acc", "1-NN ED (raw)"),
+                                     ("raw/minirocket_acc", "MiniRocket (supervised)")],
+                   "test_knn_acc": [("raw/knn_acc", "raw series (same probe)"), ("raw/1nn_acc", "1-NN ED (raw)"),
+                                     ("raw/minirocket_acc", "MiniRocket (supervised)")]}
+YARDSTICK_STYLE = {"raw/svm_acc": ":", "raw/knn_acc": ":", "raw/1nn_acc": "-.", "raw/minirocket_acc": "--"}
+
+
+def weight_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], baseline: str = "none",
+                  yardsticks: dict[str, float] | None = None):
     """Probe accuracies and reconstruction loss against aug_recon_weight, one column per augmentation set,
-    one colour per SSL method, the baseline as a band; `table` is report.per_config's. None if nothing searched."""
+    one colour per SSL method, the baseline as a band and the raw-series yardsticks as lines; `table` is
+    report.per_config's. None if nothing searched."""
     d = table[table["dataset"] == dataset]
     base, searched = d[d["method"] == baseline], d[d["method"] != baseline]
     augs = sorted(searched["aug_set"].unique())
@@ -36,6 +45,9 @@ def weight_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], ba
                 ax.axhline(mu, color="grey", lw=1, label=f"{baseline} (baseline)")
                 if pd.notna(half):
                     ax.axhspan(mu - half, mu + half, color="grey", alpha=0.2, lw=0)
+            for key, label in YARDSTICK_LINES.get(metric, []):
+                if key in (yardsticks or {}):
+                    ax.axhline(yardsticks[key], color="tab:brown", lw=1, ls=YARDSTICK_STYLE[key], label=label)
             for ssl, g in searched[searched["aug_set"] == aug].groupby("ssl_method"):
                 g = g.sort_values("aug_recon_weight")
                 ax.errorbar(g["aug_recon_weight"], g[mean], yerr=g[ci].fillna(0), color=colours[ssl], marker="o",

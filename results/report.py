@@ -77,10 +77,11 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
     parents = pd.DataFrame([{"run_id": r.info.run_id, "dataset": r.data.tags.get("dataset", r.info.run_name),
                              **{k: _count(r.data.params.get(k)) for k in ("seeds", "num_samples")},
                              "baseline_configs": _count(r.data.params.get("baseline_configs", "1")),
-                             "configs_run": _count(r.data.tags.get(CONFIGS_TAG))}
+                             "configs_run": _count(r.data.tags.get(CONFIGS_TAG)),
+                             **{k: r.data.metrics.get(k, math.nan) for k in YARDSTICK_METRICS}}
                             for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT],
-                           columns=["run_id", "dataset", "seeds", "num_samples", "baseline_configs", "configs_run"]
-                           ).sort_values("dataset")
+                           columns=["run_id", "dataset", "seeds", "num_samples", "baseline_configs", "configs_run",
+                                    *YARDSTICK_METRICS]).sort_values("dataset")
     children = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     params = sorted({k for r in children for k in r.data.params})
     trials = pd.DataFrame([{"run_id": r.info.run_id, "parent": r.data.tags.get(PARENT_TAG),
@@ -167,36 +168,73 @@ def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> P
     colours = {s: f"C{i}" for i, s in enumerate(sorted(set(table["ssl_method"]) - {BASELINE}))} | {BASELINE: "k"}
     per_dataset: dict[str, list[Path]] = {}
     for ds in table["dataset"].unique():
-        fig = weight_figure(table, ds, colours, BASELINE)
+        fig = weight_figure(table, ds, colours, BASELINE, yardsticks_of(runs.parents, ds))
         if fig is not None:
             per_dataset[ds] = save_figure(fig, out / f"weight_{ds}")
-    best = best_per_method(runs, table)
-    scores = best.pivot(index="dataset", columns="method", values=SCORE) if len(best) else pd.DataFrame()
-    level_note = ""
-    if scores.isna().any().any():
-        # The search did not try every (SSL method, augmentation set) on every dataset: compare SSL
-        # methods instead, each with its best augmentation set and weight per dataset (by validation).
-        best = best_per_method(runs, table, level="ssl_method")
-        scores = best.pivot(index="dataset", columns="method", values=SCORE)
-        level_note = ("Methods are compared at the level of the SSL method (its best augmentation set and weight "
-                      "per dataset, chosen by validation), since the search did not try every augmentation set "
-                      "on every dataset. ")
+    best, scores, compare_note = compared_methods(runs, table)
     ranks = average_ranks(scores)
     if BASELINE in scores and scores.shape[1] > 1:
         ranks = ranks.join(wilcoxon_holm(scores, BASELINE, alpha=ALPHA))
-    cd_note = "No finished trial with validation and test accuracy yet: no ranks."
-    if len(scores.columns):
+    cd_note = "No dataset with every method finished yet: no ranks."
+    if len(scores.columns) and len(scores):
         fig, cd_note = cd_figure(scores, ALPHA)
-        cd_note = level_note + cd_note
+        cd_note = compare_note + cd_note
         shared += save_figure(fig, out / "cd_diagram")
     shared += _tables(out, "ranks", ranks.reset_index(), _fmt_frame(ranks.reset_index()), cd_note)
     best = best.reindex(columns=["dataset", "method", *runs.config[2:], "config_id", "n_seeds", "n_tied", SELECT_BY,
-                                 SCORE])
-    shared += _tables(out, "selected", best, _fmt_frame(best), SELECTION_NOTE)
-    (out / "summary.md").write_text(summary_text(runs, table, status, ranks, cd_note))
+                                 SCORE, SCORE.replace("svm", "knn")])
+    yardsticks = yardstick_rows(runs.parents)
+    selected = pd.concat([best, yardsticks], ignore_index=True).sort_values(["dataset"], kind="stable")
+    shared += _tables(out, "selected", selected, _fmt_frame(selected), SELECTION_NOTE + YARDSTICK_NOTE)
+    (out / "summary.md").write_text(summary_text(runs, table, status, ranks, cd_note, best, yardsticks))
     shared.append(out / "summary.md")
     _log_to_parents(tracking_uri, runs.parents, shared, per_dataset)
     return out
+
+
+def compared_methods(runs: StudyRuns, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The best configuration per dataset and method, and the (datasets x methods) test scores that ranks,
+    Wilcoxon-Holm and the CD diagram compare: only datasets where every method has a score, so every
+    average rank is over the same competitors. Methods are (SSL method, augmentation set) pairs, or SSL
+    methods alone where that keeps more datasets. Returns (best rows, scores, a note of what was dropped)."""
+    candidates = []
+    for level in ("method", "ssl_method"):
+        best = best_per_method(runs, table, level=level)
+        scores = best.pivot(index="dataset", columns="method", values=SCORE) if len(best) else pd.DataFrame()
+        candidates.append((len(scores.dropna()), level, best, scores))
+    kept, level, best, scores = max(candidates, key=lambda c: c[0])     # ties keep the finer level (first)
+    dropped = sorted(set(scores.index) - set(scores.dropna().index))
+    note = ("Methods are compared at the level of the SSL method (its best augmentation set and weight per dataset, "
+            "chosen by validation), which keeps more datasets complete. " if level == "ssl_method" else "")
+    if dropped:
+        note += (f"Dropped from ranks and tests, as some method has no finished trial there: {', '.join(dropped)}. ")
+    return best, scores.dropna(), note
+
+
+YARDSTICK_METRICS = {"raw/svm_acc": "raw series: linear SVM", "raw/knn_acc": "raw series: 5-NN",
+                     "raw/1nn_acc": "raw series: 1-NN ED", "raw/minirocket_acc": "raw series: MiniRocket (supervised)"}
+YARDSTICK_NOTE = (" Rows `raw series: ...` are the yardsticks: the same probes on the z-normalised raw series, "
+                  "1-NN with Euclidean distance and MiniRocket (a supervised ceiling), test accuracy, fitted on "
+                  "the train split.")
+
+
+def yardsticks_of(parents: pd.DataFrame, dataset: str) -> dict[str, float]:
+    row = parents[parents["dataset"] == dataset]
+    return {k: float(row[k].iloc[0]) for k in YARDSTICK_METRICS if k in row and len(row) and pd.notna(row[k].iloc[0])}
+
+
+def yardstick_rows(parents: pd.DataFrame) -> pd.DataFrame:
+    """selected.csv rows for the yardsticks: the raw-series probes as one row (SVM and 5-NN), the others alone."""
+    rows = []
+    for ds in parents["dataset"]:
+        y = yardsticks_of(parents, ds)
+        if "raw/svm_acc" in y:
+            rows.append({"dataset": ds, "method": "raw series: linear probes", SCORE: y["raw/svm_acc"],
+                         SCORE.replace("svm", "knn"): y.get("raw/knn_acc")})
+        for key in ("raw/1nn_acc", "raw/minirocket_acc"):
+            if key in y:
+                rows.append({"dataset": ds, "method": YARDSTICK_METRICS[key], SCORE: y[key]})
+    return pd.DataFrame(rows, columns=["dataset", "method", SCORE, SCORE.replace("svm", "knn")])
 
 
 SELECTION_NOTE = ("Per dataset and method, the configuration with the best mean validation SVM accuracy over its "
@@ -205,7 +243,7 @@ SELECTION_NOTE = ("Per dataset and method, the configuration with the best mean 
 
 
 def summary_text(runs: StudyRuns, table: pd.DataFrame, status: pd.DataFrame, ranks: pd.DataFrame,
-                 cd_note: str) -> str:
+                 cd_note: str, best: pd.DataFrame, yardsticks: pd.DataFrame) -> str:
     n_exp = status["expected"].sum(min_count=len(status)) if len(status) else math.nan
     lines = [f"# Study {runs.name}", "",
              f"{len(runs.parents)} dataset(s): {', '.join(runs.parents['dataset'])}. Only FINISHED trials enter "
@@ -232,7 +270,8 @@ def summary_text(runs: StudyRuns, table: pd.DataFrame, status: pd.DataFrame, ran
         one = int((done["n_seeds"] == 1).sum())
         lines.append(f"Means over up to {done['n_seeds'].max()} seeds with 95% t-intervals"
                      + (f"; {one} configuration(s) have one finished seed and no interval." if one else "."))
-    lines += ["", "## Against the baseline", "", cd_note, ""]
+    lines += ["", "## Against the raw series", "", *raw_series_lines(runs, best), "", "## Against the baseline", "",
+              cd_note, ""]
     if "p_holm" not in ranks:
         lines.append(f"No comparison: the `{BASELINE}` baseline and at least one other method need finished trials.")
     else:
@@ -249,6 +288,24 @@ def summary_text(runs: StudyRuns, table: pd.DataFrame, status: pd.DataFrame, ran
             lines += ["", "With fewer than 6 datasets a two-sided Wilcoxon test cannot reach p < 0.05: "
                           "no difference can be significant yet."]
     return "\n".join(lines) + "\n"
+
+
+def raw_series_lines(runs: StudyRuns, best: pd.DataFrame) -> list[str]:
+    """Per dataset: do the best tokens (by validation) beat the same probe on the raw series, and 1-NN?"""
+    lines = []
+    for ds in runs.parents["dataset"]:
+        y = yardsticks_of(runs.parents, ds)
+        picks = best[best["dataset"] == ds].dropna(subset=[SCORE])
+        if "raw/svm_acc" not in y or not len(picks):
+            lines.append(f"- {ds}: {'no yardstick computed' if 'raw/svm_acc' not in y else 'no finished method'}.")
+            continue
+        top = picks.loc[picks[SELECT_BY].idxmax()]      # the method chosen by validation, never by test
+        verdict = "beat" if top[SCORE] > y["raw/svm_acc"] else "do not beat"
+        extra = "".join(f", {YARDSTICK_METRICS[k].split(': ')[1]} {y[k]:.3f}" for k in ("raw/1nn_acc",
+                                                                                      "raw/minirocket_acc") if k in y)
+        lines.append(f"- {ds}: the best tokens by validation ({top['method']}, test SVM {top[SCORE]:.3f}) {verdict} "
+                     f"the same probe on the raw series ({y['raw/svm_acc']:.3f}){extra}.")
+    return lines
 
 
 def markdown(frame: pd.DataFrame) -> str:

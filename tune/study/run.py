@@ -97,7 +97,8 @@ def run_study(plan: StudyPlan) -> int:
             stage2_for_best(runs, plan, context)
             runs = load_study(plan.name, plan.tracking_uri)
         configs_run = None if plan.resume else {ds: searcher.distinct_configs(ds) for ds in plan.datasets}
-        summarize(runs, plan, tracker, parents, wall_s=time.time() - start, configs_run=configs_run)
+        summarize(runs, plan, tracker, parents, wall_s=time.time() - start, configs_run=configs_run,
+                  yardsticks=raw_yardsticks(plan))
     except BaseException:
         if not started and not plan.resume:
             release_study_folder(plan)
@@ -124,6 +125,17 @@ def exit_code(statuses) -> int:
         print(f"warning: {total - finished} of {total} trials did not finish ({finished / total:.0%} finished); "
               f"the summary lists them", file=sys.stderr)
     return 0
+
+
+def raw_yardsticks(plan: StudyPlan) -> dict[str, dict[str, float]]:
+    """Per dataset, the raw-series yardsticks (computed once, cached under the results folder)."""
+    from datasets.ucr import load_dataset
+    from tune.engine.yardsticks import cached_yardsticks
+
+    print(f"yardsticks on the raw series (linear probes, 1-NN, MiniRocket) for {len(plan.datasets)} dataset(s)",
+          flush=True)
+    return {ds: cached_yardsticks(load_dataset(ds, plan.ucr_root, val_fraction=0.0, nan_policy=plan.train.get(
+        "nan_policy", "resample")), plan.results_dir / "yardsticks") for ds in plan.datasets}
 
 
 def stage2_for_best(runs, plan: StudyPlan, context) -> None:

@@ -51,7 +51,8 @@ def _as_choice(text: Any, distribution) -> Any:
 
 
 def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: float,
-              configs_run: dict[str, int] | None = None) -> pd.DataFrame:
+              configs_run: dict[str, int] | None = None,
+              yardsticks: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
     """Finish each dataset's parent run with the best configuration, its means and the baseline's;
     configs_run: per dataset, the distinct configurations the search ran (when the searcher is at hand)."""
     trials = runs.trials
@@ -64,7 +65,7 @@ def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: f
         base = finished[finished["ssl_method"] == BASELINE_METHOD]
         searched = d[d["ssl_method"] != BASELINE_METHOD]
         summary: dict[str, Any] = {"dataset": ds, "trials": len(d), "failed": int((d["status"] == "FAILED").sum())}
-        metrics: dict[str, float] = {}
+        metrics: dict[str, float] = dict((yardsticks or {}).get(ds, {}))
         tags: dict[str, str] = {}
         artifacts: dict[str, Any] = {}
         base_pick = select_best(base, by=["dataset"])
@@ -91,7 +92,7 @@ def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: f
         summary |= {k: metrics.get(k, math.nan) for k in
                     ("best/val_svm_acc", "best/test_svm_acc", "best/test_recon_loss",
                      "baseline/val_svm_acc", "baseline/test_svm_acc", "baseline/test_recon_loss",
-                     "best/gen_fid", "baseline/gen_fid")}
+                     "raw/svm_acc", "raw/1nn_acc", "best/gen_fid", "baseline/gen_fid")}
         summary = {k: v for k, v in summary.items() if not (k.endswith("gen_fid") and math.isnan(v))}
         summary["best"] = " ".join(f"{k[5:]}={v}" for k, v in tags.items()
                                    if k.startswith("best.") and k[5:] in IDENTITY_PARAMS) or "-"
