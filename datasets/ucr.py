@@ -286,14 +286,15 @@ def _dataset_dir(name: str, ucr_root: str | os.PathLike | None) -> Path | None:
     raise DataError(f"{name} is not available offline (bundled: {', '.join(BUNDLED)}); {_HOW_TO_GET.format(name=name)}")
 
 
-def load_dataset(name: str, ucr_root: str | os.PathLike | None = None, *, val_fraction: float = 0.2,
+def load_dataset(name: str, ucr_root: str | os.PathLike | None = None, *, val_fraction: float = 0.0,
                  seed: int = 0, nan_policy: str = "resample") -> UCRDataset:
     """Read, validate and preprocess one UCR dataset as the reference study does.
 
     Labels are encoded from the train split (sorted archive labels). NaN policy: "resample" (default,
     see `fill_nan`) fills NaNs before normalising; "zero" (the reference implementation) normalises with
     NaN-ignoring statistics, then sets NaN to 0 (the train mean). ONE global mean/std (population) of
-    the archive's whole train split normalises every split. Validation: `split_train_val`.
+    the training part (the archive's train split less any validation series) normalises every split, so
+    no held-out series shapes the preprocessing. Validation: `split_train_val` (none by default).
     """
     (name,) = resolve_names([name])
     if nan_policy not in NAN_POLICIES:
@@ -314,15 +315,14 @@ def load_dataset(name: str, ucr_root: str | os.PathLike | None = None, *, val_fr
     if nan_policy == "resample":
         padded = _summary().set_index("Name").loc[name, "Length"] == "Vary"
         x_train, x_test = fill_nan(x_train, padded, files["TRAIN"]), fill_nan(x_test, padded, files["TEST"])
-    mean, std = float(np.nanmean(x_train)), float(np.nanstd(x_train))
-    if not std > 0:
-        raise DataError(f"{name} in {source}: the train split is constant, so it cannot be z-normalised")
-    x_train, x_test = (np.nan_to_num((x - mean) / std, nan=0.0).astype(np.float32) for x in (x_train, x_test))
-
     classes = np.unique(y_train)
     labels = tuple(int(c) if float(c).is_integer() else float(c) for c in classes)
     y_train, y_test = (np.searchsorted(classes, y).astype(np.int64) for y in (y_train, y_test))
     train_idx, val_idx = split_train_val(y_train, val_fraction, seed)
+    mean, std = float(np.nanmean(x_train[train_idx])), float(np.nanstd(x_train[train_idx]))
+    if not std > 0:
+        raise DataError(f"{name} in {source}: the train split is constant, so it cannot be z-normalised")
+    x_train, x_test = (np.nan_to_num((x - mean) / std, nan=0.0).astype(np.float32) for x in (x_train, x_test))
     return UCRDataset(name=name, x_train=x_train[train_idx], y_train=y_train[train_idx],
                       x_val=x_train[val_idx], y_val=y_train[val_idx], x_test=x_test, y_test=y_test,
                       classes=labels, mean=mean, std=std)

@@ -98,8 +98,9 @@ def test_bundled_loads_offline_and_matches_summary(name, monkeypatch):
 
 
 def test_gunpoint():
-    ds = load_dataset("GunPoint")
+    ds = load_dataset("GunPoint", val_fraction=0.2)
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test), ds.length, ds.n_classes) == (40, 10, 150, 150, 2)
+    assert len(load_dataset("GunPoint").y_train) == 50        # by default the tokenizer trains on the whole split
     assert ds.classes == (1, 2) and np.bincount(ds.y_val).tolist() == [5, 5]
 
 
@@ -181,6 +182,22 @@ def test_normalisation_uses_train_split_only(tmp_path):
     scaled = load_dataset("GunPoint", write_dataset(tmp_path / "b", "GunPoint", scale_test))
     assert (clean.mean, clean.std) == pytest.approx((scaled.mean, scaled.std))
     assert np.array_equal(clean.x_train, scaled.x_train) and np.array_equal(clean.x_val, scaled.x_val)
+
+
+def test_normalisation_uses_the_training_part_only(tmp_path):
+    """With a validation split, its series never shape the statistics either: scaling them changes nothing
+    else."""
+    y = _load_bundled("GunPoint")[0]
+    _, val_idx = split_train_val(np.searchsorted(np.unique(y), y), 0.2, 3)
+
+    def scale_val(y_tr, x_tr, y_te, x_te):
+        x_tr[val_idx] = x_tr[val_idx] * 100 + 7
+        return y_tr, x_tr, y_te, x_te
+
+    clean = load_dataset("GunPoint", write_dataset(tmp_path / "a", "GunPoint"), val_fraction=0.2, seed=3)
+    scaled = load_dataset("GunPoint", write_dataset(tmp_path / "b", "GunPoint", scale_val), val_fraction=0.2, seed=3)
+    assert len(clean.y_val) == len(val_idx) and (clean.mean, clean.std) == pytest.approx((scaled.mean, scaled.std))
+    assert np.array_equal(clean.x_train, scaled.x_train) and np.array_equal(clean.x_test, scaled.x_test)
 
 
 def test_labels_encoded_from_train_and_split_carved_from_train():
