@@ -60,8 +60,8 @@ class SSLVQVAE(nn.Module):
         tok = self.tokenizer
         tok.check_input(x_aug)
         with frozen_bn_stats(tok):
-            u = time_to_timefreq(x_aug, tok.cfg.n_fft)      # (b, 2c, f, t)
+            u = time_to_timefreq(x_aug, tok.cfg.n_fft, tok.cfg.stft_normalized)      # (b, 2c, f, t)
             z_aug = tok.encode_timefreq(u)                   # (b, d, h, w)
             u_hat = tok.decode_timefreq(z_aug)
-        x_hat = timefreq_to_time(u_hat, tok.cfg.n_fft, tok.length)
+        x_hat = timefreq_to_time(u_hat, tok.cfg.n_fft, tok.length, tok.cfg.stft_normalized)
         return F.mse_loss(x_hat, x_aug) + F.mse_loss(u_hat, u), z_aug

@@ -31,6 +31,7 @@ class TokenizerConfig:
     commitment_weight: float = 1.0
     dead_code_threshold: float = 0.0  # > 0: restart codes whose EMA count falls below it (0 = reference)
     in_channels: int = 1
+    stft_normalized: bool = False   # the reference's STFT is unnormalised; True scales the STFT loss by 1 / n_fft
 
     def __post_init__(self):
         _check_config(self)      # a bad shape fails where the config is made, before any training starts
@@ -54,22 +55,23 @@ def hop_length(n_fft: int) -> int:
     return n_fft // 4
 
 
-def time_to_timefreq(x: Tensor, n_fft: int) -> Tensor:
-    """x: (b, c, l) -> (b, 2c, f, t): real and imaginary parts of a normalised Hann STFT as channels."""
+def time_to_timefreq(x: Tensor, n_fft: int, normalized: bool = False) -> Tensor:
+    """x: (b, c, l) -> (b, 2c, f, t): real and imaginary parts of a Hann STFT as channels (unnormalised,
+    as the reference; normalized=True scales by 1 / sqrt(n_fft), which shrinks the STFT loss term)."""
     b = x.shape[0]
     spec = torch.stft(rearrange(x, "b c l -> (b c) l"), n_fft, hop_length=hop_length(n_fft),
                       window=torch.hann_window(n_fft, device=x.device, dtype=x.dtype),
-                      normalized=True, return_complex=True)              # (b c, f, t)
+                      normalized=normalized, return_complex=True)        # (b c, f, t)
     return rearrange(torch.view_as_real(spec), "(b c) f t z -> b (c z) f t", b=b)
 
 
-def timefreq_to_time(u: Tensor, n_fft: int, length: int) -> Tensor:
+def timefreq_to_time(u: Tensor, n_fft: int, length: int, normalized: bool = False) -> Tensor:
     """u: (b, 2c, f, t) -> x: (b, c, length), the inverse of time_to_timefreq."""
     b = u.shape[0]
     spec = torch.view_as_complex(rearrange(u, "b (c z) f t -> (b c) f t z", z=2).contiguous())
     x = torch.istft(spec, n_fft, hop_length=hop_length(n_fft),
                     window=torch.hann_window(n_fft, device=u.device, dtype=u.dtype),
-                    normalized=True, length=length)                       # (b c, l)
+                    normalized=normalized, length=length)                 # (b c, l)
     return rearrange(x, "(b c) l -> b c l", b=b)
 
 
@@ -164,7 +166,7 @@ class Tokenizer(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """x: (b, c, l) -> z: (b, d, h, w)."""
         self.check_input(x)
-        return self.encode_timefreq(time_to_timefreq(x, self.cfg.n_fft))
+        return self.encode_timefreq(time_to_timefreq(x, self.cfg.n_fft, self.cfg.stft_normalized))
 
     def quantize(self, z: Tensor) -> QuantizerOutput:
         return self.quantizer(z)
@@ -178,7 +180,7 @@ class Tokenizer(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """z or z_q: (b, d, h, w) -> x_hat: (b, c, l)."""
-        return timefreq_to_time(self.decode_timefreq(z), self.cfg.n_fft, self.length)
+        return timefreq_to_time(self.decode_timefreq(z), self.cfg.n_fft, self.length, self.cfg.stft_normalized)
 
     def decode_tokens(self, indices: Tensor) -> Tensor:
         """indices: (b, h, w) int -> x_hat: (b, c, l); the stage-2 prior's way back to series."""
@@ -190,11 +192,11 @@ class Tokenizer(nn.Module):
 
     def forward(self, x: Tensor) -> TokenizerOutput:
         self.check_input(x)
-        u = time_to_timefreq(x, self.cfg.n_fft)        # (b, 2c, f, t)
+        u = time_to_timefreq(x, self.cfg.n_fft, self.cfg.stft_normalized)        # (b, 2c, f, t)
         z = self.encode_timefreq(u)                    # (b, d, h, w)
         q = self.quantize(z)
         u_hat = self.decode_timefreq(q.z_q)            # (b, 2c, f, t)
-        x_hat = timefreq_to_time(u_hat, self.cfg.n_fft, self.length)
+        x_hat = timefreq_to_time(u_hat, self.cfg.n_fft, self.length, self.cfg.stft_normalized)
         losses = {"recon_time": F.mse_loss(x_hat, x), "recon_stft": F.mse_loss(u_hat, u),
                   "commitment": q.commitment_loss}
         return TokenizerOutput(x_hat, z, q.z_q, q.indices, losses, q.perplexity)

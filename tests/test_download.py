@@ -102,7 +102,7 @@ def test_download_unpack_cache_idempotent(server, monkeypatch):
 
     monkeypatch.setattr(datasets.ucr, "_load_bundled", lambda name: pytest.fail("used the bundled copy"))
     ds = load_dataset("GunPoint")  # found in the cache, no root given
-    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test), ds.length) == (40, 10, 150, 150)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test), ds.length) == (50, 0, 150, 150)
 
     download_archive(url=url, datasets=["gunpoint,ArrowHead"], progress=False)
     assert len(server.hits) == 1  # everything cached: no request
