@@ -17,12 +17,19 @@ ROLE_TAG = "ssl_vqvae.role"          # ROLE_PARENT | ROLE_TRIAL
 ROLE_PARENT, ROLE_TRIAL = "parent", "trial"
 PARENT_TAG = "mlflow.parentRunId"
 CONFIGS_TAG = "ssl_vqvae.configs_run"  # on a parent: distinct configurations its finished search ran
+PARETO_TAG = "pareto"                 # on a child of a multi-objective study: "true" | "false" (its config on the front)
 
 # metric keys
 SELECTION_METRIC = "val/svm_acc"     # what the search maximises and "best" means (train split only)
 TIE_BREAKERS = (("val/knn_acc", False), ("val/recon_loss", True))   # (metric, lower is better), in order
+FAILED_KEY = "trial_failed"          # in the last result of a trial that failed for a reason a retry cannot change
 TEST_METRICS = ("test/svm_acc", "test/knn_acc", "test/recon_loss")
 GEN_METRICS = ("gen/fid", "gen/is", "gen/cas")
+
+# --objectives: name -> (metric, sense); train-split estimates only. A study records its names, comma-joined,
+# as the parent runs' param OBJECTIVES_PARAM; the first is the one Tune, schedulers and "best" use.
+OBJECTIVES = {"probe": (SELECTION_METRIC, "max"), "recon": ("val/recon_loss", "min")}
+OBJECTIVES_PARAM = "objectives"
 
 # the parameters that name a configuration in tables and run names
 IDENTITY_PARAMS = ("ssl_method", "aug_set", "aug_recon_weight")

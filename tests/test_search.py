@@ -102,3 +102,14 @@ def test_full_space_tunes_the_baseline_on_the_shared_parameters():
     assert baselines[0]["lr"] == 1e-3 and baselines[0]["tokenizer.codebook_size"] == 32   # reference first
     assert all(set(c) >= {"lr", "tokenizer.codebook_size"} and "proj_dim" not in c for c in baselines)
     assert len({(c["lr"], c["tokenizer.codebook_size"]) for c in baselines}) == 2
+
+
+def test_a_configuration_stopped_early_is_pruned_in_optuna():
+    search = StudySearch(["A"], SPACES["aug_weight"], num_samples=2, seeds=1, metric="m", mode="max",
+                         base={"A": {"epochs": 10}})
+    configs = _drain(search)
+    first, second = [str(i) for i, c in enumerate(configs) if c["ssl_method"] != "none"]
+    search.on_trial_complete(first, {"m": 0.4, "epochs_done": 3})      # the scheduler stopped it at epoch 3
+    search.on_trial_complete(second, {"m": 0.8, "epochs_done": 10})
+    states = [t.state for t in search.optuna_study("A").trials]
+    assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]

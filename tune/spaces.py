@@ -74,6 +74,7 @@ class Budget:
     evaluations: int        # evaluation points per trial (the last epoch always evaluates)
     num_samples: int        # Optuna configurations per dataset (the baseline comes on top)
     seeds: int              # every configuration runs once per seed
+    early_stopping: bool = False   # per-dataset ASHA stops weak SSL trials at evaluation points
     train: dict[str, Any] = field(default_factory=dict)  # config overrides for this size
     stage2: dict[str, Any] = field(default_factory=dict)  # stage-2 overrides, used with --stage2
 
@@ -95,9 +96,10 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in [
            stage2={"width": 128, "depth": 2, "epochs": 100, "fcn_epochs": 200, "fcn_patience": 50, "cas_epochs": 30,
                    "cas_patience": 10}),
     Budget("standard", "an overnight CPU or a short GPU study", steps=1000, min_epochs=50, evaluations=10,
-           num_samples=16, seeds=3, stage2={"epochs": 300}),
+           num_samples=16, seeds=3, early_stopping=True, stage2={"epochs": 300}),
     Budget("paper", "the reference study's scale (1000 epochs on GunPoint, 4 seeds): a GPU cluster", steps=5000,
-           min_epochs=150, evaluations=20, num_samples=16, seeds=4, stage2={"epochs": 1000, "min_generate": 5000}),
+           min_epochs=150, evaluations=20, num_samples=16, seeds=4, early_stopping=True,
+           stage2={"epochs": 1000, "min_generate": 5000}),
 ]}
 
 
@@ -114,7 +116,8 @@ def describe_spaces() -> str:
     for b in BUDGETS.values():
         extra = f", {b.train}" if b.train else ""
         lines.append(f"    {b.name:9s} {b.steps} optimizer steps (at least {b.min_epochs} epochs), {b.evaluations} "
-                     f"evaluations, {b.num_samples} configs x {b.seeds} seed(s) per dataset{extra}: {b.description}")
+                     f"evaluations, {b.num_samples} configs x {b.seeds} seed(s) per dataset, early stopping "
+                     f"{'on' if b.early_stopping else 'off'}{extra}: {b.description}")
     return "\n".join(lines)
 
 

@@ -57,6 +57,7 @@ class StudyPlan:
     resume: bool
     ucr_root: str | None
     stage2: str = "off"                       # off | all | best
+    early_stopping: bool = False              # per-dataset ASHA (tune.study.scheduler)
     report: bool = True
     settings: dict = field(default_factory=dict)   # the CLI settings, saved so --resume reuses them
     notes: list[str] = field(default_factory=list)
@@ -95,6 +96,7 @@ class StudyPlan:
                      f"{d} [{n}x{l}, {self.per_dataset[d]['epochs']}]" for d, (n, l) in self.shapes.items()),
                  f"  trials: {len(self.datasets)} x ({self.num_samples} configs + {self.baseline_configs} baseline) x "
                  f"{self.seeds} seed(s) = {len(self.datasets) * self.trials_per_dataset}",
+                 f"  early stopping: {'per-dataset ASHA at evaluation points' if self.early_stopping else 'off'}",
                  f"  resources: {self.cpus_per_trial:g} CPU + {self.gpus_per_trial:g} GPU per trial via "
                  f"{'Ray Train' if self.executor == 'train' else 'a Tune function trainable'}; "
                  f"cluster {self.address or 'local (started here)'}",
@@ -160,6 +162,7 @@ def make_plan(args) -> StudyPlan:
         tracking_uri=tracking_uri, address=check_address(args.address) if args.address else None,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, executor=executor,
         max_concurrent=args.max_concurrent, resume=args.resume, stage2=args.stage2,
+        early_stopping=budget.early_stopping if args.early_stopping == "auto" else args.early_stopping == "on",
         ucr_root=str(Path(args.ucr_root).expanduser().resolve()) if args.ucr_root else None,
         report=not args.no_report, settings={k: getattr(args, k) for k in SAVED_SETTINGS})
 
@@ -167,7 +170,7 @@ def make_plan(args) -> StudyPlan:
 SETTINGS_FILE = "study_settings.json"     # inside the study's Tune folder: what --resume restores
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SAVED_SETTINGS = ("space", "budget", "grid", "datasets", "ucr_root", "num_samples", "seeds", "search_seed", "overrides",
-                  "stage2", "cpus_per_trial", "gpus_per_trial", "executor")
+                  "stage2", "cpus_per_trial", "gpus_per_trial", "executor", "early_stopping")
 
 
 def _restore_settings(args, path: Path):

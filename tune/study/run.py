@@ -84,13 +84,14 @@ def run_study(plan: StudyPlan) -> int:
                 trainable,
                 tune_config=tune.TuneConfig(
                     metric=SELECTION_METRIC, mode=MODE, search_alg=searcher, num_samples=searcher.total_trials,
+                    scheduler=early_stopping_scheduler(plan),
                     max_concurrent_trials=plan.max_concurrent or _slots(plan, ray.cluster_resources()),
                     reuse_actors=plan.executor == "function", trial_dirname_creator=_trial_dirname),
                 run_config=tune.RunConfig(
                     name=plan.name, storage_path=str(plan.storage), verbose=1,
                     failure_config=tune.FailureConfig(max_failures=2),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[TrialStatus(plan.tracking_uri, plan.name)]))
+                    callbacks=[TrialStatus(plan.tracking_uri, plan.name, plan.early_stopping)]))
         tuner.fit()
         runs = load_study(plan.name, plan.tracking_uri)
         if plan.stage2 == "best":
@@ -125,6 +126,17 @@ def exit_code(statuses) -> int:
         print(f"warning: {total - finished} of {total} trials did not finish ({finished / total:.0%} finished); "
               f"the summary lists them", file=sys.stderr)
     return 0
+
+
+def early_stopping_scheduler(plan: StudyPlan):
+    """Per-dataset ASHA at the evaluation points when the plan asks for it, else Tune's FIFO default."""
+    if not plan.early_stopping:
+        return None
+    from tune.study.scheduler import PerDatasetASHA
+
+    return PerDatasetASHA({ds: plan.per_dataset[ds]["epochs"] for ds in plan.datasets},
+                          {ds: plan.per_dataset[ds]["eval_every"] for ds in plan.datasets},
+                          metric=SELECTION_METRIC, mode=MODE)
 
 
 def raw_yardsticks(plan: StudyPlan) -> dict[str, dict[str, float]]:

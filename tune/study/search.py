@@ -27,7 +27,7 @@ from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from results.contract import config_id
+from results.contract import FAILED_KEY, config_id
 from tune.config import TrainConfig, to_flat_dict
 from tune.spaces import SSL_BRANCHES, SearchSpace
 
@@ -110,9 +110,11 @@ class StudySearch(Searcher):
         value = (result or {}).get(self.metric)
         if value is not None and math.isfinite(value):     # a failed trial reports NaN: it has no score
             group["values"].append(float(value))
+        if stopped_early(result, self.base[group["lane"].dataset]):
+            group["stopped"] = True
         if group["pending"] == 0:
             for optuna_id in [group_id, *group["twins"]]:
-                self._tell(group["lane"], optuna_id, group["values"])
+                self._tell(group["lane"], optuna_id, group["values"], group["stopped"])
 
     def optuna_study(self, dataset: str, lane: str = "ssl") -> optuna.Study:
         return self._lane(dataset, lane).searcher._ot_study
@@ -146,22 +148,36 @@ class StudySearch(Searcher):
             twin = f"{lane.dataset}-repeat{self.repeats:04d}"
             lane.searcher._ot_trials[twin] = lane.searcher._ot_trials.pop(group)
             if self.groups[original]["pending"] == 0:
-                self._tell(lane, twin, self.groups[original]["values"])
+                self._tell(lane, twin, self.groups[original]["values"], self.groups[original]["stopped"])
             else:
                 self.groups[original]["twins"].append(twin)
         lane.exhausted = True
 
-    def _tell(self, lane: Lane, optuna_id: str, values: list[float]) -> None:
-        if lane.searcher is not None:
-            mean = {self.metric: sum(values) / len(values)} if values else None
-            lane.searcher.on_trial_complete(optuna_id, mean, error=not values)
+    def _tell(self, lane: Lane, optuna_id: str, values: list[float], stopped: bool = False) -> None:
+        """Optuna hears the mean over seeds; a configuration the scheduler stopped early is PRUNED (its
+        score at a rung is no final value), one without any score FAILED."""
+        if lane.searcher is None:
+            return
+        if stopped:
+            lane.searcher.on_trial_complete(optuna_id, None, error=False)
+            return
+        mean = {self.metric: sum(values) / len(values)} if values else None
+        lane.searcher.on_trial_complete(optuna_id, mean, error=not values)
 
     def _enqueue(self, lane: Lane, group: str, params: dict) -> None:
         lane.asked += 1
-        self.groups[group] = {"lane": lane, "trials": [], "values": [], "pending": self.seeds, "twins": []}
+        self.groups[group] = {"lane": lane, "trials": [], "values": [], "pending": self.seeds, "twins": [],
+                              "stopped": False}
         for s in range(self.seeds):
             config = {**self.base[lane.dataset], **lane.fixed, **params, "dataset": lane.dataset, "seed": s}
             self.queue.append((group, config))
+
+
+def stopped_early(result: dict | None, base: dict[str, Any]) -> bool:
+    """A trial that ended with a score before its last epoch: the scheduler stopped it."""
+    if not result or FAILED_KEY in result or "epochs" not in base:
+        return False
+    return result.get("epochs_done", base["epochs"]) < base["epochs"]
 
 
 def _space_search(space: SearchSpace, metric: str, mode: str, seed: int, grid: bool) -> OptunaSearch:

@@ -177,10 +177,11 @@ def _now() -> int:
 
 
 class TrialStatus(Callback):
-    """Close MLflow runs whose trial process could not: crashed after its retries, or stopped by Tune."""
+    """Close MLflow runs whose trial process could not: crashed after its retries, or stopped by Tune
+    (by the early-stopping scheduler when the study has one: KILLED, with the epoch as the reason)."""
 
-    def __init__(self, tracking_uri: str, study: str):
-        self.tracking_uri, self.study = tracking_uri, study
+    def __init__(self, tracking_uri: str, study: str, early_stopping: bool = False):
+        self.tracking_uri, self.study, self.early_stopping = tracking_uri, study, early_stopping
         self._tracker = None
 
     def _get(self):
@@ -189,7 +190,7 @@ class TrialStatus(Callback):
         return self._tracker
 
     def __getstate__(self):
-        return {"tracking_uri": self.tracking_uri, "study": self.study, "_tracker": None}
+        return {**self.__dict__, "_tracker": None}
 
     def on_trial_error(self, iteration, trials, trial, **info):
         error = None
@@ -198,4 +199,8 @@ class TrialStatus(Callback):
         self._get().close_trial(trial.trial_id, "FAILED", error=error or "trial failed after its retries")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._get().close_trial(trial.trial_id, "KILLED")
+        epochs = (trial.last_result or {}).get("epochs_done")
+        reason = (f"stopped early at epoch {epochs} by the per-dataset ASHA scheduler: its validation score was "
+                  f"below the rung of its dataset's trials" if self.early_stopping and epochs
+                  else "stopped by Tune before it finished")
+        self._get().close_trial(trial.trial_id, "KILLED", error=reason)

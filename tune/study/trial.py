@@ -24,14 +24,13 @@ import torch
 
 from datasets.ucr import UCRDataset, load_dataset
 from results.cli import EXPECTED
-from results.contract import SELECTION_METRIC
+from results.contract import FAILED_KEY, SELECTION_METRIC
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 from tune.engine.figures import reconstruction_figure
 from tune.engine.tokenizer_training import TOKENIZER_FILE, load_tokenizer, train_stage1
 from tune.study.tracking import TrialRun
 
 EVAL_KEY = SELECTION_METRIC   # present in a report exactly when the epoch evaluated
-FAILED_KEY = "trial_failed"    # in the last report of a trial that failed for a reason a retry cannot change
 ToTune = Callable[[dict, bool], None]  # (metrics, attach_checkpoint)
 
 
