@@ -181,6 +181,12 @@ def test_cli_errors_are_one_line_and_exit_2(trained, tmp_path, capsys):
     assert code == 2 and out.err.startswith("error: unknown config key(s) nonsense")
     code, out = _cli(["--checkpoint", str(path), "--set", "epochs"], capsys)
     assert code == 2 and "KEY=VALUE" in out.err
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint")
+    code, out = _cli(["--checkpoint", str(text)], capsys)
+    assert code == 2 and out.err.startswith("error: ") and out.err.count("\n") == 1 and str(text) in out.err
+    code, out = _cli(["--checkpoint", str(path), "--json", str(tmp_path / "missing-dir" / "m.json")], capsys)
+    assert code == 2 and out.err.startswith("error: cannot write --json") and "prior epoch" not in out.out
 
 
 def test_cli_runs_a_saved_tokenizer(trained, tmp_path, capsys):

@@ -9,7 +9,7 @@ import json
 
 from results.cli import run_cli
 from results.contract import DEFAULT_RESULTS_DIR
-from tune.cli import parse_overrides, write_json
+from tune.cli import check_output_file, parse_overrides, write_json
 from tune.config import stage2_config, to_flat_dict
 
 DEFAULT_FCN_CACHE = DEFAULT_RESULTS_DIR / "fcn"
@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = parse_overrides(args.overrides)
     cfg = stage2_config(overrides)                   # bad keys fail before anything loads
+    check_output_file(args.json, "--json")
+    check_output_file(args.figure, "--figure")
     import matplotlib.pyplot as plt
 
     from datasets.ucr import load_dataset
