@@ -13,6 +13,10 @@ A configuration runs once: when Optuna proposes one it already proposed (common 
 spaces), the repeat is told the original's score (at once, or when the original finishes) and Optuna is
 asked again, so a repeat never becomes extra seeds. A space with fewer distinct points than asked for
 ends that search early (`distinct_configs` says how many ran).
+
+With several objectives (`metric` and `mode` lists, `--objectives probe,recon`) every dataset's search is
+multi-objective (TPE handles several objectives; the grid is unchanged) and Optuna is told each
+objective's mean over the seeds that scored on all of them; Tune, its scheduler and "best" see the first.
 """
 from __future__ import annotations
 
@@ -56,11 +60,18 @@ class Lane:
 
 
 class StudySearch(Searcher):
+    objectives: tuple[tuple[str, str], ...] = ()   # (metric, mode) of each objective when several, else ()
+
     def __init__(self, datasets: list[str], space: SearchSpace, *, num_samples: int, seeds: int,
-                 metric: str, mode: str, seed: int = 0, grid: bool = False,
+                 metric: str | list[str], mode: str | list[str], seed: int = 0, grid: bool = False,
                  base: dict[str, dict[str, Any]] | None = None):
-        """base: per dataset, the training config every trial of that dataset shares (epochs differ by size)."""
-        super().__init__(metric=metric, mode=mode)
+        """base: per dataset, the training config every trial of that dataset shares (epochs differ by size);
+        metric, mode: lists for a multi-objective search (Tune is given the first)."""
+        metrics, modes = ([metric], [mode]) if isinstance(metric, str) else (list(metric), list(mode))
+        super().__init__(metric=metrics[0], mode=modes[0])
+        if len(metrics) > 1:
+            self.objectives = tuple(zip(metrics, modes))
+        metric, mode = (metrics, modes) if self.objectives else (metrics[0], modes[0])
         self.num_samples = len(space.grid_points()) if grid else num_samples
         self.seeds, self.base = seeds, {ds: dict((base or {}).get(ds, {})) for ds in datasets}
         self.lanes: list[Lane] = []
@@ -70,8 +81,8 @@ class StudySearch(Searcher):
                                        [reference_defaults(space.shared)]) if space.shared else None)
             self.lanes.append(Lane(ds, "baseline", baseline_quota, baseline, BASELINE_PARAMS))
         for i, ds in enumerate(datasets):
-            self.lanes.append(Lane(ds, "ssl", self.num_samples, _space_search(space, metric, mode, seed + i, grid),
-                                   dict(space.fixed)))
+            search = _space_search(space, metric, mode, seed + i, grid, self.num_samples)
+            self.lanes.append(Lane(ds, "ssl", self.num_samples, search, dict(space.fixed)))
         self.repeats = 0
         self.queue: deque[tuple[str, dict]] = deque()           # (group, config) ready to run
         self.groups: dict[str, dict] = {}                       # group -> lane, trials, values, pending, twins
@@ -107,9 +118,9 @@ class StudySearch(Searcher):
             return
         group = self.groups[group_id]
         group["pending"] -= 1
-        value = (result or {}).get(self.metric)
-        if value is not None and math.isfinite(value):     # a failed trial reports NaN: it has no score
-            group["values"].append(float(value))
+        values = [(result or {}).get(m) for m in [m for m, _ in self.objectives] or [self.metric]]
+        if all(v is not None and math.isfinite(v) for v in values):   # a failed trial reports NaN: no score
+            group["values"].append(tuple(map(float, values)) if self.objectives else float(values[0]))
         if stopped_early(result, self.base[group["lane"].dataset]):
             group["stopped"] = True
         if group["pending"] == 0:
@@ -161,8 +172,15 @@ class StudySearch(Searcher):
         if stopped:
             lane.searcher.on_trial_complete(optuna_id, None, error=False)
             return
-        mean = {self.metric: sum(values) / len(values)} if values else None
-        lane.searcher.on_trial_complete(optuna_id, mean, error=not values)
+        lane.searcher.on_trial_complete(optuna_id, self._means(values), error=not values)
+
+    def _means(self, values: list) -> dict[str, float] | None:
+        """Each objective's mean over the seeds that scored (what Optuna is told); None without a score."""
+        if not values:
+            return None
+        if not self.objectives:
+            return {self.metric: sum(values) / len(values)}
+        return {m: sum(v[i] for v in values) / len(values) for i, (m, _) in enumerate(self.objectives)}
 
     def _enqueue(self, lane: Lane, group: str, params: dict) -> None:
         lane.asked += 1
@@ -180,15 +198,16 @@ def stopped_early(result: dict | None, base: dict[str, Any]) -> bool:
     return result.get("epochs_done", base["epochs"]) < base["epochs"]
 
 
-def _space_search(space: SearchSpace, metric: str, mode: str, seed: int, grid: bool) -> OptunaSearch:
+def _space_search(space: SearchSpace, metric: str | list[str], mode: str | list[str], seed: int,
+                  grid: bool, limit: int | None = None) -> OptunaSearch:
     if grid:
         return _optuna_search({k: tune.choice(v) for k, v in space.grid.items()}, metric, mode, seed, True,
                               grid_values=space.grid)
-    return _optuna_search(space.params, metric, mode, seed, False, reference_points(space))
+    return _optuna_search(space.params, metric, mode, seed, False, reference_points(space, limit))
 
 
-def _optuna_search(domains: dict, metric: str, mode: str, seed: int, grid: bool, points: list[dict] | None = None,
-                   grid_values: dict | None = None) -> OptunaSearch:
+def _optuna_search(domains: dict, metric: str | list[str], mode: str | list[str], seed: int, grid: bool,
+                   points: list[dict] | None = None, grid_values: dict | None = None) -> OptunaSearch:
     sampler = (optuna.samplers.GridSampler(grid_values, seed=seed) if grid
                else optuna.samplers.TPESampler(seed=seed))
     return OptunaSearch(OptunaSearch.convert_search_space(domains), metric=metric, mode=mode, sampler=sampler,
@@ -201,10 +220,14 @@ def reference_defaults(keys) -> dict[str, Any]:
     return {k: defaults[k] for k in keys}
 
 
-def reference_points(space: SearchSpace) -> list[dict]:
-    """Each SSL method at the reference settings first (warp, weight 0.1), then TPE: every dataset's
-    search covers every method, so methods can be ranked across datasets even on a small budget."""
+def reference_points(space: SearchSpace, limit: int | None = None) -> list[dict]:
+    """Every (SSL method, augmentation set) of the space at the reference settings (weight 0.1) first,
+    methods alternating, at most `limit`; then TPE. A small budget so covers every method on every
+    dataset, and methods can be ranked across datasets."""
     methods = space.params.get("ssl_method")
     if methods is None:
         return []
-    return [{**reference_defaults(space.params), "ssl_method": method} for method in methods.categories]
+    augs = space.params["aug_set"].categories if "aug_set" in space.params else [None]
+    points = [{**reference_defaults(space.params), "ssl_method": method, **({"aug_set": aug} if aug else {})}
+              for aug in augs for method in methods.categories]
+    return points[:limit]
