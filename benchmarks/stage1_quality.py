@@ -4,7 +4,8 @@
         --epochs 200 --seeds 2 --out benchmarks/out/quality.csv [--workers 2] [--set proj_dim=4096]
 
 Runs are independent processes (one thread each, `--workers` at a time), trained with the study's loop
-on the train split minus validation; the test split is touched only for the reported metrics.
+on the whole train split; the test split is touched only for the reported metrics. `--reference CSV`
+(../shared/reference/reference_study_means.csv) prints the reference study's means beside ours.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True, help="CSV file (rows are appended as runs finish)")
+    p.add_argument("--reference", help="the reference study's per-configuration means (CSV) to print beside ours")
     args = p.parse_args()
     from tune.cli import parse_overrides
 
@@ -72,9 +74,17 @@ def main() -> None:
                   f"knn {row['test/knn_acc']:.3f}  recon {row['test/recon_loss']:.4f}  {row['train_s']:.0f}s", flush=True)
     import pandas as pd
 
-    table = pd.DataFrame(rows).groupby(["dataset", "config"])[["test/svm_acc", "test/knn_acc", "test/recon_loss",
-                                                               "train_s"]].mean()
-    print("\nmean over seeds\n" + table.round(4).to_string())
+    frame = pd.DataFrame(rows)
+    table = frame.groupby(["dataset", "config"])[["test/svm_acc", "test/knn_acc", "test/recon_loss", "train_s"]].agg(
+        ["mean", "std"])
+    table.columns = [f"{m} {s}" for m, s in table.columns]
+    if args.reference:
+        ref = pd.read_csv(args.reference)
+        ref = ref[(ref["stage"] == "stage1") & ref["metric"].isin(["svm_accuracy", "knn_accuracy"])]
+        ref["config"] = ref["ssl_method"].where(ref["ssl_method"] == "none", ref["ssl_method"] + "+" + ref["augmentation"])
+        wide = ref.pivot_table(index=["dataset", "config"], columns="metric", values="mean")
+        table = table.join(wide.rename(columns={"svm_accuracy": "reference svm", "knn_accuracy": "reference knn"}))
+    print(f"\nmean and std over {args.seeds} seed(s)\n" + table.round(4).to_string())
 
 
 if __name__ == "__main__":
