@@ -9,17 +9,17 @@ and tracking.TrialStatus.
 from __future__ import annotations
 
 import math
-import pickle
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from results.contract import BASELINE_METHOD
+from tune.study.search import PickledState
 
 TIME_ATTR = "epochs_done"
 REDUCTION_FACTOR = 3        # ASHA keeps the top third at each rung
 
 
-class PerDatasetASHA(FIFOScheduler):
+class PerDatasetASHA(PickledState, FIFOScheduler):
     def __init__(self, epochs: dict[str, int], eval_every: dict[str, int], *, metric: str, mode: str):
         """epochs / eval_every: per dataset; the first rung is the first evaluation, the last the last epoch."""
         super().__init__()
@@ -68,13 +68,6 @@ class PerDatasetASHA(FIFOScheduler):
     def debug_string(self) -> str:
         return f"PerDatasetASHA: {len(self.stopped)} trial(s) stopped early"
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump(self.__dict__, fh)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as fh:
-            self.__dict__.update(pickle.load(fh))
 
 
 def _scored(result: dict | None, metric: str) -> bool:

@@ -59,7 +59,19 @@ class Lane:
         return f"{self.dataset}-{'' if self.name == 'ssl' else 'baseline-'}{self.asked:04d}"
 
 
-class StudySearch(Searcher):
+class PickledState:
+    """save / restore of a Tune plugin (searcher, scheduler) as its whole state, for --resume."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.__dict__, fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.__dict__.update(pickle.load(fh))
+
+
+class StudySearch(PickledState, Searcher):
     objectives: tuple[tuple[str, str], ...] = ()   # (metric, mode) of each objective when several, else ()
 
     def __init__(self, datasets: list[str], space: SearchSpace, *, num_samples: int, seeds: int,
@@ -129,14 +141,6 @@ class StudySearch(Searcher):
 
     def optuna_study(self, dataset: str, lane: str = "ssl") -> optuna.Study:
         return self._lane(dataset, lane).searcher._ot_study
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump(self.__dict__, fh)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as fh:
-            self.__dict__.update(pickle.load(fh))
 
     def _lane(self, dataset: str, name: str) -> Lane:
         return next(lane for lane in self.lanes if lane.dataset == dataset and lane.name == name)
