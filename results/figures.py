@@ -23,6 +23,11 @@ YARDSTICK_LINES = {"test_svm_acc": [("raw/svm_acc", "raw series (same probe)"), 
 YARDSTICK_STYLE = {"raw/svm_acc": ":", "raw/knn_acc": ":", "raw/1nn_acc": "-.", "raw/minirocket_acc": "--"}
 
 
+def method_colours(ssl_methods, baseline: str = "none") -> dict[str, str]:
+    """One colour per SSL method (sorted), black for the baseline: the same in every figure of a study."""
+    return {s: f"C{i}" for i, s in enumerate(sorted(set(ssl_methods) - {baseline}))} | {baseline: "k"}
+
+
 def weight_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], baseline: str = "none",
                   yardsticks: dict[str, float] | None = None):
     """Probe accuracies and reconstruction loss against aug_recon_weight, one column per augmentation set,
@@ -97,3 +102,60 @@ def save_figure(fig, stem: Path) -> list[Path]:
         fig.savefig(f, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return files
+
+
+OBJECTIVE_LABELS = {"val/svm_acc": "validation SVM accuracy (CV, train split)",
+                    "val/recon_loss": "validation reconstruction loss (train split)"}
+
+
+def pareto_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], objectives: list[tuple[str, str]],
+                  baseline: str = "none", yardsticks: dict[str, float] | None = None):
+    """One dataset's configurations on its two objectives (x: the second, e.g. validation reconstruction loss;
+    y: the first, validation SVM accuracy), mean and 95% t-interval over seeds; coloured by SSL method, sized
+    and labelled by aug_recon_weight; the Pareto front ringed and joined, the baseline a star, the raw-series
+    probe a line. `table` is report.pareto_table's (per_config rows with `pareto`). None if nothing scored."""
+    (y_metric, y_sense), (x_metric, x_sense) = objectives[:2]
+    x, y = x_metric.replace("/", "_"), y_metric.replace("/", "_")
+    d = table[(table["dataset"] == dataset)].dropna(subset=[f"{x}_mean", f"{y}_mean"])
+    if d.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    front = d[d["pareto"]].sort_values(f"{x}_mean", ascending=x_sense == "min")
+    ax.step(front[f"{x}_mean"], front[f"{y}_mean"], where="post", color="grey", lw=1, ls="--", zorder=1,
+            label="Pareto front")
+    for _, r in d.iterrows():
+        is_base = r["ssl_method"] == baseline
+        weight = float(r["aug_recon_weight"]) if pd.notna(r["aug_recon_weight"]) else 0.0
+        colour = colours.get(r["ssl_method"], "k")
+        ax.errorbar(r[f"{x}_mean"], r[f"{y}_mean"], xerr=0 if pd.isna(r[f"{x}_ci95"]) else r[f"{x}_ci95"],
+                    yerr=0 if pd.isna(r[f"{y}_ci95"]) else r[f"{y}_ci95"], color=colour, alpha=0.5, lw=0.8,
+                    capsize=2, zorder=2)
+        ax.scatter(r[f"{x}_mean"], r[f"{y}_mean"], s=250 if is_base else 30 + 600 * weight,
+                   marker="*" if is_base else {"warp": "o", "slice": "s"}.get(r["aug_set"], "D"),
+                   color=colour, edgecolor="k" if r["pareto"] else "none", linewidth=1.5, zorder=3,
+                   alpha=1.0 if r["pareto"] else 0.55)
+        ax.annotate("baseline" if is_base else f"{weight:.2f}", (r[f"{x}_mean"], r[f"{y}_mean"]),
+                    textcoords="offset points", xytext=(6, 4), fontsize=7)
+    if "raw/svm_acc" in (yardsticks or {}) and y_metric == "val/svm_acc":
+        ax.axhline(yardsticks["raw/svm_acc"], color="tab:brown", lw=1, ls=":",
+                   label="raw series, same probe (test accuracy)")
+    handles = [plt.Line2D([], [], color=c, marker="*" if m == baseline else "o", ls="none",
+                          label=f"{m} (baseline)" if m == baseline else m)
+               for m, c in colours.items() if m in set(d["ssl_method"])]
+    handles += [plt.Line2D([], [], color="grey", marker=mk, ls="none", label=f"aug {a}")
+                for a, mk in (("warp", "o"), ("slice", "s")) if a in set(d["aug_set"])]
+    handles += [plt.Line2D([], [], color="w", marker="o", markeredgecolor="k", ls="none",
+                           label="on the front (ringed)")]
+    ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=7, loc="best",
+              title="size / label: aug_recon_weight", title_fontsize=7)
+    for axis, values in ((ax.set_xlim, d[f"{x}_mean"]), (ax.set_ylim, [*d[f"{y}_mean"], *(
+            [yardsticks["raw/svm_acc"]] if "raw/svm_acc" in (yardsticks or {}) and y_metric == "val/svm_acc" else [])])):
+        lo, hi = min(values), max(values)           # the means decide the view; wide intervals (2 seeds) are cut
+        pad = 0.12 * (hi - lo) or 0.05 * abs(hi) or 0.05
+        axis(lo - pad, hi + pad)
+    arrow = {"max": "higher is better", "min": "lower is better"}
+    ax.set_xlabel(f"{OBJECTIVE_LABELS.get(x_metric, x_metric)}, {arrow[x_sense]}")
+    ax.set_ylabel(f"{OBJECTIVE_LABELS.get(y_metric, y_metric)}, {arrow[y_sense]}")
+    ax.set_title(f"{dataset}: {int(d['pareto'].sum())} of {len(d)} configurations on the front", fontsize=10)
+    ax.grid(alpha=0.3)
+    return fig

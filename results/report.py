@@ -25,14 +25,15 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from results.cli import UsageError, run_cli  # noqa: E402
 from results.contract import (BASELINE_METHOD, CONFIG_TAG, DEFAULT_RESULTS_DIR, IDENTITY_PARAMS, KEY_TAG,  # noqa: E402
-                              CONFIGS_TAG, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, config_id,
-                              default_tracking_uri)
-from results.figures import cd_figure, save_figure, weight_figure  # noqa: E402
+                              CONFIGS_TAG, OBJECTIVES_PARAM, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL,
+                              config_id, default_tracking_uri)
+from results.figures import cd_figure, method_colours, pareto_figure, save_figure, weight_figure  # noqa: E402
+from results.pareto import front, front_counts, objective_specs  # noqa: E402
 from results.selection import select_best  # noqa: E402
 from results.stats import average_ranks, mean_ci, wilcoxon_holm  # noqa: E402
 from results.store import check_tracking_store  # noqa: E402
 
-METRICS = ["test/svm_acc", "test/knn_acc", "test/recon_loss", "val/svm_acc", "codebook/perplexity",
+METRICS = ["test/svm_acc", "test/knn_acc", "test/recon_loss", "val/svm_acc", "val/recon_loss", "codebook/perplexity",
            "codebook/usage", "time/train_s", "time/trial_s", "gen/fid", "gen/is", "gen/cas"]
 CONFIG = list(IDENTITY_PARAMS)
 SELECT_BY, SCORE, ALPHA = "val_svm_acc_mean", "test_svm_acc_mean", 0.05
@@ -78,10 +79,11 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
                              **{k: _count(r.data.params.get(k)) for k in ("seeds", "num_samples")},
                              "baseline_configs": _count(r.data.params.get("baseline_configs", "1")),
                              "configs_run": _count(r.data.tags.get(CONFIGS_TAG)),
+                             OBJECTIVES_PARAM: r.data.params.get(OBJECTIVES_PARAM, ""),
                              **{k: r.data.metrics.get(k, math.nan) for k in YARDSTICK_METRICS}}
                             for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT],
                            columns=["run_id", "dataset", "seeds", "num_samples", "baseline_configs", "configs_run",
-                                    *YARDSTICK_METRICS]).sort_values("dataset")
+                                    OBJECTIVES_PARAM, *YARDSTICK_METRICS]).sort_values("dataset")
     children = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     params = sorted({k for r in children for k in r.data.params})
     trials = pd.DataFrame([{"run_id": r.info.run_id, "parent": r.data.tags.get(PARENT_TAG),
@@ -165,7 +167,7 @@ def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> P
     shared = _tables(out, "per_config", table, _display(table, runs.config))
     runs.trials.sort_values("key").to_csv(out / "trials.csv", index=False)
     shared.append(out / "trials.csv")
-    colours = {s: f"C{i}" for i, s in enumerate(sorted(set(table["ssl_method"]) - {BASELINE}))} | {BASELINE: "k"}
+    colours = method_colours(table["ssl_method"], BASELINE)
     per_dataset: dict[str, list[Path]] = {}
     for ds in table["dataset"].unique():
         fig = weight_figure(table, ds, colours, BASELINE, yardsticks_of(runs.parents, ds))
@@ -186,10 +188,74 @@ def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> P
     yardsticks = yardstick_rows(runs.parents)
     selected = pd.concat([best, yardsticks], ignore_index=True).sort_values(["dataset"], kind="stable")
     shared += _tables(out, "selected", selected, _fmt_frame(selected), SELECTION_NOTE + YARDSTICK_NOTE)
-    (out / "summary.md").write_text(summary_text(runs, table, status, ranks, cd_note, best, yardsticks))
+    objectives, pareto_lines = study_objectives(runs), []
+    if len(objectives) > 1:     # a multi-objective study: its fronts, figures and how often each method is on one
+        files, figures, pareto_lines = write_pareto(out, runs, table, objectives, colours)
+        shared += files
+        for ds, paths in figures.items():
+            per_dataset.setdefault(ds, []).extend(paths)
+    (out / "summary.md").write_text(summary_text(runs, table, status, ranks, cd_note, best, yardsticks)
+                                    + "".join(f"{line}\n" for line in pareto_lines))
     shared.append(out / "summary.md")
     _log_to_parents(tracking_uri, runs.parents, shared, per_dataset)
     return out
+
+
+def study_objectives(runs: StudyRuns) -> list[tuple[str, str]]:
+    """(metric, sense) per objective the study searched (its parents' `objectives` param); one: single-objective."""
+    recorded = [o for o in runs.parents.get(OBJECTIVES_PARAM, pd.Series(dtype=object)).dropna() if o]
+    return objective_specs(max(recorded, key=len) if recorded else None)
+
+
+def pareto_table(runs: StudyRuns, table: pd.DataFrame, objectives: list[tuple[str, str]]) -> pd.DataFrame:
+    """per_config's rows of every configuration with a finished seed, plus `pareto`: on its dataset's front
+    (results.pareto on the means over finished seeds, the same points Optuna was told)."""
+    flags = front(runs.trials, objectives)[["dataset", "config_id", "pareto"]]
+    return table.merge(flags, on=["dataset", "config_id"], how="inner")
+
+
+PARETO_NOTE = ("The Pareto-optimal configurations of each dataset on the study's objectives ({}), means over "
+               "finished seeds with 95% t-intervals: no other configuration of the dataset, the baseline included, "
+               "is at least as good on every objective and better on one. Objectives are train-split estimates; "
+               "test columns are reported only. Rows are ordered along the front.")
+
+
+def write_pareto(out: Path, runs: StudyRuns, table: pd.DataFrame, objectives: list[tuple[str, str]],
+                 colours: dict[str, str]) -> tuple[list[Path], dict[str, list[Path]], list[str]]:
+    """pareto.csv / pareto.md (the fronts and how often each method and weight range is on them) and
+    pareto_<dataset>.png; returns (shared files, per-dataset figures, summary.md lines)."""
+    flagged = pareto_table(runs, table, objectives)
+    figures = {}
+    for ds in flagged["dataset"].unique():
+        fig = pareto_figure(flagged, ds, colours, objectives, BASELINE, yardsticks_of(runs.parents, ds))
+        if fig is not None:
+            figures[ds] = save_figure(fig, out / f"pareto_{ds}")
+    cols = [f"{col(m)}_{s}" for m, _ in objectives for s in ("mean", "ci95")]
+    reported = [f"{c}_{s}" for c in ("test_svm_acc", "test_recon_loss", "gen_fid") if f"{c}_mean" in flagged
+                for s in ("mean", "ci95")]
+    on_front = flagged[flagged["pareto"]].sort_values(
+        ["dataset", f"{col(objectives[0][0])}_mean"], ascending=[True, objectives[0][1] == "min"])
+    on_front = on_front.reindex(columns=["dataset", "method", *runs.config[2:], "config_id", "n_seeds", *cols,
+                                         *reported])
+    on_front.to_csv(out / "pareto.csv", index=False)
+    by_method, by_weight = front_counts(flagged)
+    shown = _display(on_front, runs.config, counts=("n_seeds",))
+    names = ", ".join(f"{m} ({sense})" for m, sense in objectives)
+    (out / "pareto.md").write_text(
+        "\n\n".join([markdown(shown), PARETO_NOTE.format(names), "## How often on the front, across datasets",
+                      markdown(_fmt_frame(by_method)), markdown(_fmt_frame(by_weight)),
+                      "configs: configurations with a finished seed; on_front: of them on their dataset's front; "
+                      "datasets_on_front: datasets where one of them is on the front, of `datasets` they ran on. "
+                      "Weight ranges count the SSL configurations only."]) + "\n")
+    lines = ["", "## Pareto front", "", f"Objectives: {names}; see pareto.md and pareto_<dataset>.png.", ""]
+    for ds, g in flagged.groupby("dataset"):
+        base = g[g["method"] == BASELINE]
+        where = ("" if base.empty else
+                 " (the baseline is on it)" if base["pareto"].any() else " (the baseline is not)")
+        lines.append(f"- {ds}: {int(g['pareto'].sum())} of {len(g)} configurations on the front{where}.")
+    lines += [""] + [f"- {r.method}: on the front in {r.datasets_on_front} of {r.datasets} dataset(s) "
+                     f"({r.on_front} of {r.configs} configurations)." for r in by_method.itertuples()]
+    return [out / "pareto.csv", out / "pareto.md"], figures, lines
 
 
 def compared_methods(runs: StudyRuns, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -313,9 +379,10 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join([head] + ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)])
 
 
-def _display(table: pd.DataFrame, config: list[str]) -> pd.DataFrame:
+def _display(table: pd.DataFrame, config: list[str],
+             counts: tuple[str, ...] = ("n_seeds", "n_failed", "n_running")) -> pd.DataFrame:
     """per_config.md: `mean ± ci` per metric, the mean alone where there is no interval."""
-    shown = _fmt_frame(table[["dataset", "method", *config[2:], "n_seeds", "n_failed", "n_running"]])
+    shown = _fmt_frame(table[["dataset", "method", *config[2:], *counts]])
     for c in [c[:-5] for c in table if c.endswith("_mean")]:
         shown[c] = [_num(m) + ("" if pd.isna(h) else f" ± {_num(h)}")
                     for m, h in zip(table[f"{c}_mean"], table[f"{c}_ci95"])]

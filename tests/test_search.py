@@ -1,4 +1,6 @@
 """The per-dataset Optuna searches behind the study's one Tune searcher (no Ray cluster needed)."""
+import math
+
 import optuna
 import pytest
 from ray.tune.search import Searcher
@@ -113,3 +115,38 @@ def test_a_configuration_stopped_early_is_pruned_in_optuna():
     search.on_trial_complete(second, {"m": 0.8, "epochs_done": 10})
     states = [t.state for t in search.optuna_study("A").trials]
     assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
+
+
+def test_multi_objective_search_tells_optuna_both_means():
+    """metric / mode lists: every lane is a multi-objective Optuna study told each objective's mean over the
+    seeds that scored on both; Tune sees the first objective; a seed without every score is left out, a
+    configuration without any FAILED, and a repeat hears both of its original's means."""
+    search = StudySearch(["A"], SPACES["ssl"], num_samples=10, seeds=2, metric=["acc", "rec"], mode=["max", "min"],
+                         seed=1)
+    assert (search.metric, search.mode) == ("acc", "max")
+    study = search.optuna_study("A")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    trials = []
+    while (config := search.suggest(str(len(trials)))) != Searcher.FINISHED:
+        trials.append(config)
+        tid, first_config = str(len(trials) - 1), sum(c["ssl_method"] != "none" for c in trials) <= 2
+        if first_config and config["seed"] == 1:
+            result = {"acc": math.nan}                                         # seed 1 of the first config failed
+        elif config["aug_set"] == "gauss" and config["ssl_method"] == "vibcreg":
+            result = {"acc": math.nan, "rec": math.nan}                        # every seed of this one failed
+        else:
+            result = {"acc": 0.6 + 0.1 * config["seed"] + 0.01 * (config["aug_set"] == "warp"),
+                      "rec": 0.2 + 0.05 * config["seed"]}
+        search.on_trial_complete(tid, result)
+    by_params = {}
+    for t in study.trials:
+        key = (t.params["ssl_method"], t.params["aug_set"])
+        if key == ("vibcreg", "gauss"):
+            assert t.state == optuna.trial.TrialState.FAIL and t.values is None
+            continue
+        warp = 0.01 * (t.params["aug_set"] == "warp")
+        first = key == (trials[2]["ssl_method"], trials[2]["aug_set"])
+        expected = [0.6 + warp, 0.2] if first else [0.65 + warp, 0.225]
+        assert t.state == optuna.trial.TrialState.COMPLETE and t.values == pytest.approx(expected), key
+        by_params.setdefault(key, []).append(t.values)
+    assert search.repeats > 0 and len(study.trials) > len(by_params) + 1     # repeats told like their originals

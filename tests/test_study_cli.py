@@ -32,6 +32,9 @@ def _run(capsys, results, *argv):
     (["--space", "aug_weight", "--mlflow-uri", "http://127.0.0.1:1"], "cannot reach the MLflow server"),
     (["--space", "aug_weight", "--name", "../../x"], "study name '../../x' must be"),
     (["--space", "aug_weight", "--gpus-per-trial", "2"], "--gpus-per-trial 2 but this machine has 0 GPU"),
+    (["--space", "aug_weight", "--objectives", "recon"], "--objectives 'recon': give probe"),
+    (["--space", "aug_weight", "--objectives", "probe,fid"], "unknown: fid"),
+    (["--space", "aug_weight", "--stage2", "front"], "--stage2 front needs a multi-objective study"),
 ])
 def test_bad_input(capsys, tmp_path, argv, expected):
     code, out = _run(capsys, tmp_path, *argv, "--datasets" if "--datasets" not in argv else "--search-seed",

@@ -10,6 +10,7 @@ examples:
   python tune/run_ablation.py --space ssl --grid --datasets FordA,ECG5000 --ucr-root ~/UCRArchive_2018 \\
       --budget paper --seeds 4 --address auto --gpus-per-trial 0.25 --mlflow-uri http://mlflow:5000
   python tune/run_ablation.py --space aug_weight --resume        # continue the latest aug_weight study
+  python tune/run_ablation.py --space aug_weight --objectives probe,recon   # the probe / reconstruction trade-off
 """
 from __future__ import annotations
 
@@ -35,9 +36,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--datasets", default="bundled",
                       help="comma-separated UCR names, 'all' (the 128 of the archive) or 'bundled' "
                            "(default: the datasets shipped with aeon, offline)")
-    what.add_argument("--stage2", default="off", nargs="?", const="all", choices=["off", "all", "best"],
+    what.add_argument("--stage2", default="off", nargs="?", const="all", choices=["off", "all", "best", "front"],
                       help="stage 2 (MaskGIT prior + FID / IS / CAS): after every trial, or only for the best "
-                           "tokenizer per dataset and method (by validation accuracy) once the search is done; alone: all")
+                           "tokenizer per dataset and method (by validation accuracy) once the search is done, or "
+                           "(front, with --objectives) for every Pareto-optimal tokenizer and the baseline; alone: all")
+    what.add_argument("--objectives", default="probe",
+                      help="what each dataset's Optuna search optimises: probe (validation SVM accuracy, the "
+                           "default) or probe,recon (also validation reconstruction loss: multi-objective, a "
+                           "Pareto front per dataset in the report and a `pareto` tag on every trial run)")
     what.add_argument("--ucr-root", help="UCRArchive_2018 folder (default: $UCR_ARCHIVE_DIR, the download "
                                          "cache of `python -m datasets.download`, then the bundled datasets)")
     size = p.add_argument_group("how much")

@@ -22,7 +22,7 @@ from typing import Any
 from datasets.ucr import BUNDLED, load_dataset, resolve_names
 from models.tokenizer import min_length
 from results.cli import UsageError
-from results.contract import DEFAULT_RESULTS_DIR, default_tracking_uri
+from results.contract import DEFAULT_RESULTS_DIR, OBJECTIVES, default_tracking_uri
 from results.store import check_tracking_store
 from tune.cli import parse_overrides
 from tune.config import from_flat_dict
@@ -56,11 +56,17 @@ class StudyPlan:
     max_concurrent: int | None
     resume: bool
     ucr_root: str | None
-    stage2: str = "off"                       # off | all | best
+    stage2: str = "off"                       # off | all | best | front
+    objectives: tuple[str, ...] = ("probe",)  # contract.OBJECTIVES names, probe first; several: a Pareto search
     early_stopping: bool = False              # per-dataset ASHA (tune.study.scheduler)
     report: bool = True
     settings: dict = field(default_factory=dict)   # the CLI settings, saved so --resume reuses them
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def objective_specs(self) -> list[tuple[str, str]]:
+        """(metric, mode) per objective; the first is the one Tune, the scheduler and "best" use."""
+        return [OBJECTIVES[n] for n in self.objectives]
 
     @property
     def storage(self) -> Path:
@@ -97,6 +103,8 @@ class StudyPlan:
                  f"  trials: {len(self.datasets)} x ({self.num_samples} configs + {self.baseline_configs} baseline) x "
                  f"{self.seeds} seed(s) = {len(self.datasets) * self.trials_per_dataset}",
                  f"  early stopping: {'per-dataset ASHA at evaluation points' if self.early_stopping else 'off'}",
+                 "  objectives: " + ", ".join(f"{m} ({mode})" for m, mode in self.objective_specs)
+                 + (" (multi-objective: a Pareto front per dataset)" if len(self.objectives) > 1 else ""),
                  f"  resources: {self.cpus_per_trial:g} CPU + {self.gpus_per_trial:g} GPU per trial via "
                  f"{'Ray Train' if self.executor == 'train' else 'a Tune function trainable'}; "
                  f"cluster {self.address or 'local (started here)'}",
@@ -128,6 +136,9 @@ def make_plan(args) -> StudyPlan:
     if args.executor == "function" and args.gpus_per_trial > 0:
         raise UsageError("GPU trials run through Ray Train: drop --executor function or --gpus-per-trial")
 
+    objectives = parse_objectives(getattr(args, "objectives", "probe"))
+    if args.stage2 == "front" and len(objectives) < 2:
+        raise UsageError("--stage2 front needs a multi-objective study: add --objectives probe,recon")
     stage2 = {f"stage2.{k}": v for k, v in budget.stage2.items()} if args.stage2 != "off" else {}
     train = {**budget.train, **stage2, **parse_overrides(args.overrides)}
     base_cfg = from_flat_dict(train)            # unknown keys and bad values fail here
@@ -161,7 +172,7 @@ def make_plan(args) -> StudyPlan:
         seeds=args.seeds or budget.seeds, search_seed=args.search_seed, train=train, per_dataset=per_dataset, results_dir=results_dir,
         tracking_uri=tracking_uri, address=check_address(args.address) if args.address else None,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, executor=executor,
-        max_concurrent=args.max_concurrent, resume=args.resume, stage2=args.stage2,
+        max_concurrent=args.max_concurrent, resume=args.resume, stage2=args.stage2, objectives=objectives,
         early_stopping=budget.early_stopping if args.early_stopping == "auto" else args.early_stopping == "on",
         ucr_root=str(Path(args.ucr_root).expanduser().resolve()) if args.ucr_root else None,
         report=not args.no_report, settings={k: getattr(args, k) for k in SAVED_SETTINGS})
@@ -170,7 +181,19 @@ def make_plan(args) -> StudyPlan:
 SETTINGS_FILE = "study_settings.json"     # inside the study's Tune folder: what --resume restores
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SAVED_SETTINGS = ("space", "budget", "grid", "datasets", "ucr_root", "num_samples", "seeds", "search_seed", "overrides",
-                  "stage2", "cpus_per_trial", "gpus_per_trial", "executor", "early_stopping")
+                  "stage2", "cpus_per_trial", "gpus_per_trial", "executor", "early_stopping", "objectives")
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    """--objectives: comma-separated names of contract.OBJECTIVES, probe among them (it stays first: the
+    search's Tune metric and the "best" rule); one name is the single-objective search."""
+    names = list(dict.fromkeys(n.strip() for n in str(text).split(",") if n.strip()))
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown or "probe" not in names:
+        raise UsageError(f"--objectives {text!r}: give probe, or probe plus any of "
+                         f"{', '.join(n for n in OBJECTIVES if n != 'probe')} (comma-separated)"
+                         + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    return ("probe", *(n for n in names if n != "probe"))
 
 
 def _restore_settings(args, path: Path):

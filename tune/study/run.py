@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from results.cli import UsageError
-from results.contract import SELECTION_METRIC
+from results.contract import OBJECTIVES_PARAM, SELECTION_METRIC
 from tune.study.auth import TOKEN_FILE
 from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
 from tune.study.tracking import TrialStatus, artifact_root
@@ -59,7 +59,7 @@ def run_study(plan: StudyPlan) -> int:
         parents = {ds: tracker.parent_run(ds, {"study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
                                                "grid": plan.grid, "seeds": plan.seeds, "num_samples": plan.num_samples,
                                                "baseline_configs": plan.baseline_configs, "steps": plan.budget.steps,
-                                               **plan.dataset_config(ds)})
+                                               OBJECTIVES_PARAM: ",".join(plan.objectives), **plan.dataset_config(ds)})
                    for ds in plan.datasets}
         context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
                                parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
@@ -78,7 +78,8 @@ def run_study(plan: StudyPlan) -> int:
             tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
         else:
             searcher = StudySearch(plan.datasets, plan.space, num_samples=plan.num_samples, seeds=plan.seeds,
-                                   metric=SELECTION_METRIC, mode=MODE, seed=plan.search_seed, grid=plan.grid,
+                                   metric=[m for m, _ in plan.objective_specs],
+                                   mode=[mode for _, mode in plan.objective_specs], seed=plan.search_seed, grid=plan.grid,
                                    base={ds: plan.dataset_config(ds) for ds in plan.datasets})
             tuner = tune.Tuner(
                 trainable,
@@ -94,7 +95,7 @@ def run_study(plan: StudyPlan) -> int:
                     callbacks=[TrialStatus(plan.tracking_uri, plan.name, plan.early_stopping)]))
         tuner.fit()
         runs = load_study(plan.name, plan.tracking_uri)
-        if plan.stage2 == "best":
+        if plan.stage2 in ("best", "front"):
             stage2_for_best(runs, plan, context)
             runs = load_study(plan.name, plan.tracking_uri)
         configs_run = None if plan.resume else {ds: searcher.distinct_configs(ds) for ds in plan.datasets}
@@ -155,15 +156,18 @@ def stage2_for_best(runs, plan: StudyPlan, context) -> None:
     rule), as Ray tasks; each writes into the run of the configuration's first finished seed."""
     import ray
 
+    from results.pareto import stage2_front
     from results.selection import select_best
 
     trials = runs.trials
-    picks = select_best(trials, by=["dataset", "ssl_method", "aug_set"])
+    picks = (select_best(trials, by=["dataset", "ssl_method", "aug_set"]) if plan.stage2 == "best"
+             else stage2_front(trials, plan.objective_specs))     # front: every Pareto-optimal one + the baseline
     rows = [trials[(trials["config_id"] == p.config_id) & (trials["status"] == "FINISHED")].sort_values("seed").iloc[0]
             for p in picks.itertuples()]
     task = ray.remote(num_cpus=plan.cpus_per_trial, num_gpus=plan.gpus_per_trial)(_stage2_task)
     refs = [task.remote(row[runs.params].dropna().to_dict(), row["trial_id"], context) for row in rows]
-    print(f"stage 2 for {len(refs)} best tokenizers (dataset x method)", flush=True)
+    print(f"stage 2 for {len(refs)} " + ("best tokenizers (dataset x method)" if plan.stage2 == "best" else
+                                         "Pareto-optimal tokenizers and the baselines"), flush=True)
     for ref, row in zip(refs, rows):
         try:
             metrics = ray.get(ref)

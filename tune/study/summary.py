@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import matplotlib.pyplot as plt
 import optuna
 import pandas as pd
 from ray.tune.search.optuna import OptunaSearch
 
-from results.contract import BASELINE_METHOD, CONFIGS_TAG, IDENTITY_PARAMS, SELECTION_METRIC
-from results.report import StudyRuns
+from results.contract import BASELINE_METHOD, CONFIGS_TAG, IDENTITY_PARAMS, PARETO_TAG, SELECTION_METRIC
+from results.figures import method_colours, pareto_figure
+from results.report import StudyRuns, pareto_table, per_config
 from results.selection import select_best
 
 KEYS = ["val/svm_acc", "val/knn_acc", "test/svm_acc", "test/knn_acc", "test/recon_loss", "time/train_s",
@@ -50,6 +52,32 @@ def _as_choice(text: Any, distribution) -> Any:
     return int(number) if isinstance(distribution, optuna.distributions.IntDistribution) else number
 
 
+def mark_front(runs: StudyRuns, objectives: list[tuple[str, str]], tracker) -> pd.DataFrame:
+    """Tag every trial run `pareto` true / false (its configuration is on its dataset's front, results.pareto
+    over the means of finished seeds) and return report.pareto_table's rows."""
+    flagged = pareto_table(runs, per_config(runs), objectives)
+    on_front = set(zip(flagged.loc[flagged["pareto"], "dataset"], flagged.loc[flagged["pareto"], "config_id"]))
+    for r in runs.trials.itertuples():
+        tracker.client.set_tag(r.run_id, PARETO_TAG, str((r.dataset, r.config_id) in on_front).lower())
+    return flagged
+
+
+def log_front(tracker, run_id: str, flagged: pd.DataFrame, dataset: str, objectives: list[tuple[str, str]],
+              yardsticks: dict[str, float]) -> int:
+    """The dataset's front on its parent run: a table (pareto_front.json) and the figure; returns its size."""
+    rows = flagged[(flagged["dataset"] == dataset) & flagged["pareto"]]
+    columns = ["method", *IDENTITY_PARAMS, "config_id", "n_seeds"] + [
+        f"{m.replace('/', '_')}_{s}" for m, _ in objectives for s in ("mean", "ci95")]
+    table = rows.reindex(columns=columns)
+    tracker.client.log_table(run_id, table.astype(object).where(table.notna(), None), "pareto_front.json")
+    fig = pareto_figure(flagged, dataset, method_colours(flagged["ssl_method"], BASELINE_METHOD), objectives,
+                        BASELINE_METHOD, yardsticks)
+    if fig is not None:
+        tracker.client.log_figure(run_id, fig, f"pareto_{dataset}.png")
+        plt.close(fig)
+    return len(rows)
+
+
 def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: float,
               configs_run: dict[str, int] | None = None,
               yardsticks: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
@@ -58,6 +86,8 @@ def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: f
     trials = runs.trials
     for k in KEYS:
         trials[k] = pd.to_numeric(trials[k], errors="coerce") if k in trials else math.nan
+    objectives = plan.objective_specs
+    flagged = mark_front(runs, objectives, tracker) if len(objectives) > 1 and len(trials) else None
     out = []
     for ds in plan.datasets:
         d = trials[trials["dataset"] == ds]
@@ -88,6 +118,8 @@ def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: f
                                                                     plan.space)
         if configs_run:
             tags[CONFIGS_TAG] = str(configs_run[ds])
+        if flagged is not None:
+            summary["pareto"] = log_front(tracker, parents[ds], flagged, ds, objectives, (yardsticks or {}).get(ds, {}))
         tracker.finish_parent(parents[ds], metrics, tags, artifacts)
         summary |= {k: metrics.get(k, math.nan) for k in
                     ("best/val_svm_acc", "best/test_svm_acc", "best/test_recon_loss",

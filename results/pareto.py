@@ -1,0 +1,103 @@
+"""Pareto fronts of a multi-objective study (`--objectives probe,recon`): per dataset, the configurations
+that no other configuration of the same dataset beats on every objective.
+
+Objectives are train-split estimates only (contract.OBJECTIVES: validation probe accuracy up, validation
+reconstruction loss down); a configuration's point is the mean of each objective over its finished seeds,
+as Optuna was told. The baseline is a configuration like any other: it may be on the front.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from results.contract import BASELINE_METHOD, OBJECTIVES, SELECTION_METRIC
+
+SENSES = ("max", "min")
+DIGITS = 12     # means are compared rounded to 12 decimals: means of equal values that differ by rounding tie
+WEIGHT_BINS = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, np.inf]     # aug_recon_weight ranges of the counts
+
+
+def objective_specs(names: str | Sequence[str] | None) -> list[tuple[str, str]]:
+    """'probe,recon' (a study's recorded param) -> [(metric, sense), ...]; empty or None: the single objective."""
+    if names is None or (isinstance(names, float) and np.isnan(names)):
+        names = ""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    return [OBJECTIVES[n] for n in names] or [(SELECTION_METRIC, "max")]
+
+
+def pareto_mask(points, senses: Sequence[str]) -> np.ndarray:
+    """Which rows of `points` (n x k) are Pareto-optimal, each column maximised or minimised by `senses`.
+
+    Row a dominates row b when a is at least as good on every objective and better on one. A row with a
+    non-finite value is never on the front and dominates nothing; equal rows do not dominate each other,
+    so duplicates are on the front together.
+    """
+    p = np.asarray(points, dtype=float)
+    if p.ndim != 2 or p.shape[1] != len(senses) or any(s not in SENSES for s in senses):
+        raise ValueError(f"points must be (n, {len(senses)}) and senses each 'max' or 'min', got {p.shape}, {senses}")
+    q = np.round(p * np.array([1.0 if s == "max" else -1.0 for s in senses]), DIGITS)   # all maximised
+    valid = np.isfinite(q).all(axis=1)
+    v = q[valid]
+    at_least = (v[:, None, :] >= v[None, :, :]).all(axis=2)      # [j, i]: j at least as good as i everywhere
+    better = (v[:, None, :] > v[None, :, :]).any(axis=2)         # [j, i]: j better than i somewhere
+    mask = np.zeros(len(p), dtype=bool)
+    mask[valid] = ~(at_least & better).any(axis=0)
+    return mask
+
+
+def config_objectives(trials: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """Per dataset and configuration: finished seeds and the mean of each objective metric over them."""
+    metrics = [m for m, _ in objectives]
+    done = trials[trials["status"] == "FINISHED"].reindex(columns=["dataset", "config_id", *metrics])
+    done[metrics] = done[metrics].apply(pd.to_numeric, errors="coerce")
+    grouped = done.groupby(["dataset", "config_id"], sort=True)
+    return grouped[metrics].mean().join(grouped.size().rename("n_seeds")).reset_index()
+
+
+def front(trials: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """config_objectives plus `pareto` (bool): on its dataset's front. Configurations without a finished
+    seed are absent (their runs are not on the front)."""
+    means = config_objectives(trials, objectives)
+    means["pareto"] = False
+    senses = [s for _, s in objectives]
+    for _, idx in means.groupby("dataset").groups.items():
+        means.loc[idx, "pareto"] = pareto_mask(means.loc[idx, [m for m, _ in objectives]].to_numpy(), senses)
+    return means
+
+
+def front_counts(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Across datasets, how often each method and each aug_recon_weight range is on the front.
+
+    table: one row per (dataset, configuration) with `method`, `aug_recon_weight`, `n_seeds` and `pareto`.
+    Returns (per method: configurations scored, on the front, datasets where one of its configurations is
+    on the front, of the datasets it ran on; per weight range of the SSL configurations: the same).
+    """
+    def count(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+        groups = frame.groupby(key, observed=True, sort=True)
+        on_front = frame[frame["pareto"]].groupby(key, observed=True)["dataset"].nunique()
+        out = pd.DataFrame({"configs": groups.size(), "on_front": groups["pareto"].sum().astype(int),
+                            "datasets_on_front": on_front, "datasets": groups["dataset"].nunique()})
+        out["datasets_on_front"] = out["datasets_on_front"].fillna(0).astype(int)
+        return out.rename_axis(key).reset_index()
+
+    scored = table[table["n_seeds"] > 0].assign(pareto=lambda t: t["pareto"].astype(bool))
+    ssl = scored[scored["method"] != BASELINE_METHOD]
+    ranges = pd.cut(pd.to_numeric(ssl["aug_recon_weight"], errors="coerce"), WEIGHT_BINS, right=False)
+    labels = [f"[{a:.2f}, {b:.2f})" if np.isfinite(b) else f">= {a:.2f}" for a, b in zip(WEIGHT_BINS, WEIGHT_BINS[1:])]
+    return count(scored, "method"), count(ssl.assign(aug_recon_weight=ranges.cat.rename_categories(labels)),
+                                          "aug_recon_weight")
+
+
+def stage2_front(trials: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """`--stage2 front`: per dataset, every Pareto-optimal configuration and, as the reference, the baseline's
+    best one (results.selection's rule) even where it is off the front; columns dataset and config_id."""
+    from results.selection import select_best
+
+    flags = front(trials, objectives)
+    on_front = flags.loc[flags["pareto"], ["dataset", "config_id"]]
+    baseline = select_best(trials[trials["ssl_method"] == BASELINE_METHOD], by=["dataset"])
+    picks = pd.concat([on_front, baseline.reindex(columns=["dataset", "config_id"])], ignore_index=True)
+    return picks.drop_duplicates().sort_values(["dataset", "config_id"]).reset_index(drop=True)
