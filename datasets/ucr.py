@@ -25,6 +25,8 @@ class DataError(ValueError):
 
 
 BUNDLED: tuple[str, ...] = ("ArrowHead", "GunPoint", "ItalyPowerDemand", "OSULeaf", "PickupGestureWiimoteZ", "ACSF1")
+# the bundled datasets of at most 400 points per series: the default study's, a laptop's minutes
+BUNDLED_SMALL: tuple[str, ...] = ("ArrowHead", "GunPoint", "ItalyPowerDemand", "PickupGestureWiimoteZ")
 NAN_POLICIES = ("resample", "zero")
 ARCHIVE_DIRNAME = "UCRArchive_2018"
 _SUMMARY_CSV = Path(__file__).with_name("archive_summary.csv")

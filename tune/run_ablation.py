@@ -5,7 +5,7 @@ datasets' searches share the cluster. Every study also trains the `none` baselin
 and seed. Selection uses the validation split only; test metrics are reported, never optimised.
 
 examples:
-  python tune/run_ablation.py --space aug_weight                 # bundled datasets, quick budget
+  python tune/run_ablation.py --space aug_weight                 # small bundled datasets, quick budget
   python tune/run_ablation.py --list-spaces
   python tune/run_ablation.py --space ssl --grid --datasets FordA,ECG5000 --ucr-root ~/UCRArchive_2018 \\
       --budget paper --seeds 4 --address auto --gpus-per-trial 0.25 --mlflow-uri http://mlflow:5000
@@ -33,9 +33,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--list-spaces", action="store_true", help="print the spaces, their ranges and the budgets")
     what.add_argument("--grid", action="store_true",
                       help="run the space's exact reference grid (Optuna's GridSampler) instead of TPE")
-    what.add_argument("--datasets", default="bundled",
-                      help="comma-separated UCR names, 'all' (the 128 of the archive) or 'bundled' "
-                           "(default: the datasets shipped with aeon, offline)")
+    what.add_argument("--datasets", default="small",
+                      help="comma-separated UCR names, 'all' (the 128 of the archive), 'bundled' (the six shipped "
+                           "with aeon, offline) or 'small' (default: the four of them with series of at most 400 "
+                           "points)")
     what.add_argument("--stage2", default="off", nargs="?", const="all", choices=["off", "all", "best", "front"],
                       help="stage 2 (MaskGIT prior + FID / IS / CAS): after every trial, or only for the best "
                            "tokenizer per dataset and method (by validation accuracy) once the search is done, or "

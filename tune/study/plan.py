@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets.ucr import BUNDLED, load_dataset, resolve_names
+from datasets.ucr import BUNDLED, BUNDLED_SMALL, load_dataset, resolve_names
 from models.tokenizer import min_length
 from results.cli import UsageError
 from results.contract import DEFAULT_RESULTS_DIR, OBJECTIVES, default_tracking_uri
@@ -28,10 +28,10 @@ from tune.cli import parse_overrides
 from tune.config import from_flat_dict
 from tune.spaces import BUDGETS, SPACES, SSL_BRANCHES, Budget, SearchSpace
 
-# Seconds per (training series x series length) per epoch on one core, measured with
-# benchmarks/stage1_speed.py; used only for --dry-run's estimate.
-SECONDS_PER_POINT = {"none": 4e-7, "ssl": 1.2e-6}
-TRIAL_OVERHEAD_S = 4.0
+# Seconds per optimizer step on one quiet core: a + b * (series in a batch x length), fitted to
+# benchmarks/stage1_speed.py on SonyAIBORobotSurface1 and GunPoint; used only for --dry-run's estimate.
+STEP_COST = {"none": (0.037, 9.5e-6), "ssl-256": (0.08, 2.7e-5), "ssl-4096": (0.30, 3.7e-5)}
+TRIAL_OVERHEAD_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,14 @@ class StudyPlan:
         return {**self.train, **self.per_dataset[dataset]}
 
     def estimate_s(self, concurrent: int) -> float:
+        """Wall seconds of the whole study at `concurrent` trials at once (a rough guide for --dry-run)."""
+        batch = self.train.get("batch_size", 128)
+        ssl_cost = STEP_COST["ssl-256" if self.train.get("proj_dim", 4096) <= 256 else "ssl-4096"]
         total = 0.0
         for ds, (n, length) in self.shapes.items():
-            epochs = self.per_dataset[ds]["epochs"]
-            base = epochs * n * length * SECONDS_PER_POINT["none"] + TRIAL_OVERHEAD_S
-            ssl = epochs * n * length * SECONDS_PER_POINT["ssl"] + TRIAL_OVERHEAD_S
+            steps = self.per_dataset[ds]["epochs"] * math.ceil(n / batch)
+            points = min(n, batch) * length
+            base, ssl = ((a + b * points) * steps + TRIAL_OVERHEAD_S for a, b in (STEP_COST["none"], ssl_cost))
             total += self.seeds * (self.baseline_configs * base + self.num_samples * ssl)
         return total / max(1, concurrent)
 
@@ -143,7 +146,7 @@ def make_plan(args) -> StudyPlan:
     train = {**budget.train, **stage2, **parse_overrides(args.overrides)}
     base_cfg = from_flat_dict(train)            # unknown keys and bad values fail here
     train = {k: getattr(base_cfg, k) if "." not in k else v for k, v in train.items()}
-    names = list(BUNDLED) if args.datasets == "bundled" else resolve_names(
+    names = {"bundled": list(BUNDLED), "small": list(BUNDLED_SMALL)}.get(args.datasets) or resolve_names(
         [n.strip() for n in args.datasets.split(",") if n.strip()])
     shapes = {}
     for dataset in names:
