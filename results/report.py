@@ -36,6 +36,7 @@ from results.store import check_tracking_store  # noqa: E402
 METRICS = ["test/svm_acc", "test/knn_acc", "test/recon_loss", "val/svm_acc", "val/recon_loss", "codebook/perplexity",
            "codebook/usage", "time/train_s", "time/trial_s", "gen/fid", "gen/is", "gen/cas"]
 CONFIG = list(IDENTITY_PARAMS)
+REFERENCE_PROJ_DIM = 4096
 SELECT_BY, SCORE, ALPHA = "val_svm_acc_mean", "test_svm_acc_mean", 0.05
 BASELINE = BASELINE_METHOD
 
@@ -78,11 +79,12 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
     parents = pd.DataFrame([{"run_id": r.info.run_id, "dataset": r.data.tags.get("dataset", r.info.run_name),
                              **{k: _count(r.data.params.get(k)) for k in ("seeds", "num_samples")},
                              "baseline_configs": _count(r.data.params.get("baseline_configs", "1")),
+                             "proj_dim": _count(r.data.params.get("proj_dim")),
                              "configs_run": _count(r.data.tags.get(CONFIGS_TAG)),
                              OBJECTIVES_PARAM: r.data.params.get(OBJECTIVES_PARAM, ""),
                              **{k: r.data.metrics.get(k, math.nan) for k in YARDSTICK_METRICS}}
                             for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT],
-                           columns=["run_id", "dataset", "seeds", "num_samples", "baseline_configs", "configs_run",
+                           columns=["run_id", "dataset", "seeds", "num_samples", "baseline_configs", "configs_run", "proj_dim",
                                     OBJECTIVES_PARAM, *YARDSTICK_METRICS]).sort_values("dataset")
     children = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     params = sorted({k for r in children for k in r.data.params})
@@ -325,6 +327,11 @@ def summary_text(runs: StudyRuns, table: pd.DataFrame, status: pd.DataFrame, ran
         if len(bad):
             lines += ["", f"{label} trials:"] + [f"- {r.run_name} ({r.status}){': ' + r.error if r.error else ''}"
                                                  for r in bad.itertuples()]
+    small = sorted({int(v) for v in runs.parents["proj_dim"].dropna() if v != REFERENCE_PROJ_DIM})
+    if small:
+        lines += ["", f"Model size: the SSL projector has {', '.join(map(str, small))} units, not the reference's "
+                      f"{REFERENCE_PROJ_DIM}: IterNorm's groups and Barlow Twins' off-diagonal balance differ, so read "
+                      f"the SSL results as a scaled-down study (`--set proj_dim={REFERENCE_PROJ_DIM}` restores it)."]
     lines += ["", "## Seeds", ""]
     done = table[table["n_seeds"] > 0]
     if not len(done):
