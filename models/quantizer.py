@@ -24,7 +24,9 @@ class QuantizerOutput:
 
 def perplexity(indices: Tensor, codebook_size: int) -> Tensor:
     """exp(entropy) of the code histogram: 1 = one code used, K = all codes used equally."""
-    p = torch.bincount(indices.flatten(), minlength=codebook_size).float()
+    flat = indices.flatten()
+    # scatter_add, not bincount: bincount reads the largest index back to the host, a sync every step on a GPU
+    p = torch.zeros(codebook_size, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.float))
     p = p / p.sum()
     return torch.exp(-(p * torch.log(p + 1e-10)).sum())
 
@@ -58,9 +60,17 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("embed_sum", codebook.clone())               # (K, d)
 
     def forward(self, z: Tensor) -> QuantizerOutput:
-        """z: (b, d, ...) -> QuantizerOutput with z_q shaped like z and indices (b, ...)."""
+        """z: (b, d, ...) -> QuantizerOutput with z_q (float32) shaped like z and indices (b, ...).
+
+        Runs in float32 under autocast too: distances by ||a||^2 - 2ab + ||b||^2 cancel badly in bf16 and
+        would flip the nearest code, and the EMA buffers stay float32. It is a (n, d) x (d, K) product.
+        """
         if z.shape[1] != self.dim:
             raise ValueError(f"quantizer expects {self.dim} channels on axis 1, got shape {tuple(z.shape)}")
+        with torch.autocast(z.device.type, enabled=False):
+            return self._quantize(z.float())
+
+    def _quantize(self, z: Tensor) -> QuantizerOutput:
         flat = rearrange(z, "b d ... -> (b ...) d")                   # (n, d)
         idx = nearest_code(flat.detach(), self.codebook)            # (n,)
         codes = F.embedding(idx, self.codebook)                     # (n, d)

@@ -55,23 +55,31 @@ def hop_length(n_fft: int) -> int:
     return n_fft // 4
 
 
+def _at_least_float32(t: Tensor) -> Tensor:
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 def time_to_timefreq(x: Tensor, n_fft: int, normalized: bool = False) -> Tensor:
     """x: (b, c, l) -> (b, 2c, f, t): real and imaginary parts of a Hann STFT as channels (unnormalised,
-    as the reference; normalized=True scales by 1 / sqrt(n_fft), which shrinks the STFT loss term)."""
-    b = x.shape[0]
-    spec = torch.stft(rearrange(x, "b c l -> (b c) l"), n_fft, hop_length=hop_length(n_fft),
-                      window=torch.hann_window(n_fft, device=x.device, dtype=x.dtype),
-                      normalized=normalized, return_complex=True)        # (b c, f, t)
+    as the reference; normalized=True scales by 1 / sqrt(n_fft), which shrinks the STFT loss term).
+    Both transforms run in float32 (or float64) with autocast off: the STFT loss compares their outputs."""
+    b, x = x.shape[0], _at_least_float32(x)
+    with torch.autocast(x.device.type, enabled=False):
+        spec = torch.stft(rearrange(x, "b c l -> (b c) l"), n_fft, hop_length=hop_length(n_fft),
+                          window=torch.hann_window(n_fft, device=x.device, dtype=x.dtype),
+                          normalized=normalized, return_complex=True)        # (b c, f, t)
     return rearrange(torch.view_as_real(spec), "(b c) f t z -> b (c z) f t", b=b)
 
 
 def timefreq_to_time(u: Tensor, n_fft: int, length: int, normalized: bool = False) -> Tensor:
-    """u: (b, 2c, f, t) -> x: (b, c, length), the inverse of time_to_timefreq."""
-    b = u.shape[0]
-    spec = torch.view_as_complex(rearrange(u, "b (c z) f t -> (b c) f t z", z=2).contiguous())
-    x = torch.istft(spec, n_fft, hop_length=hop_length(n_fft),
-                    window=torch.hann_window(n_fft, device=u.device, dtype=u.dtype),
-                    normalized=normalized, length=length)                 # (b c, l)
+    """u: (b, 2c, f, t) -> x: (b, c, length), the inverse of time_to_timefreq; a bf16 u (a decoder output
+    under autocast) is cast up first: there is no bf16 complex FFT."""
+    b, u = u.shape[0], _at_least_float32(u)
+    with torch.autocast(u.device.type, enabled=False):
+        spec = torch.view_as_complex(rearrange(u, "b (c z) f t -> (b c) f t z", z=2).contiguous())
+        x = torch.istft(spec, n_fft, hop_length=hop_length(n_fft),
+                        window=torch.hann_window(n_fft, device=u.device, dtype=u.dtype),
+                        normalized=normalized, length=length)                 # (b c, l)
     return rearrange(x, "(b c) l -> b c l", b=b)
 
 

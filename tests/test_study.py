@@ -117,13 +117,16 @@ def _check_mlflow_ui(results, parents, children):
 
 
 def test_ray_train_executor_on_cpu(tmp_path):
+    """Trials, and the priors of --stage2 best, each as a Ray Train run (as on a GPU)."""
     proc = cli(tmp_path, *SMOKE, "--datasets", "GunPoint", "--num-samples", "1", "--executor", "train",
-               "--name", "train-path")
+               "--stage2", "best", "--name", "train-path")
     assert proc.returncode == 0, proc.stderr[-3000:]
     children = runs(tmp_path, "train-path", "trial")
     assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
-    assert all(CONTRACT <= c.data.metrics.keys() for c in children)
-    assert (tmp_path / "ray_results" / "train-path-train").is_dir()      # Ray Train's own run storage
+    assert all(CONTRACT <= c.data.metrics.keys() and "gen/fid" in c.data.metrics for c in children)
+    storage = tmp_path / "ray_results" / "train-path-train"                # Ray Train's own run storage
+    assert {p.name for p in storage.iterdir() if p.name.startswith("stage2-")} == {
+        f"stage2-{c.data.tags['ray.trial_id']}" for c in children}
 
 
 def test_kill_and_resume_neither_loses_nor_repeats_trials(tmp_path):

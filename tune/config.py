@@ -15,6 +15,9 @@ from models.tokenizer import TokenizerConfig
 from results.cli import UsageError
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 class ConfigError(UsageError):
     """A config key or value that cannot run; the message names the key and what it accepts."""
 
@@ -58,9 +61,12 @@ class Stage2Config:
     cas_val_fraction: float = 0.2  # generated series held out for the CAS FCN's early stopping
     seed: int = 0                  # prior init, shuffling, masking, labels and sampling
     device: str = "auto"           # auto | cpu | cuda
+    precision: str = "auto"        # prior training: auto (bf16 autocast on a GPU, fp32 on the CPU) | fp32 | bf16
 
     def __post_init__(self):
         check_device_name(self.device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
         if min(self.epochs, self.eval_every, self.steps, self.gen_batch, self.is_splits, self.fcn_epochs,
                self.fcn_patience, self.cas_epochs, self.cas_patience) < 1:
             raise ValueError("stage-2 epochs, eval_every, steps, gen_batch, is_splits and the FCN/CAS epochs and "
@@ -90,6 +96,7 @@ class TrainConfig:
     val_fraction: float = 0.0        # > 0: a validation split held out of training (selection is cross-validated)
     nan_policy: str = "resample"     # how NaN padding of variable-length series is handled
     device: str = "auto"             # auto | cpu | cuda
+    precision: str = "auto"          # training steps: auto (bf16 autocast on a GPU, fp32 on the CPU) | fp32 | bf16
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     stage2: Stage2Config = field(default_factory=Stage2Config)
 
@@ -107,6 +114,8 @@ class TrainConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         check_device_name(self.device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
 
 
 def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:

@@ -22,7 +22,7 @@ from models.fcn import FCN, accuracy, as_series_batch, check_labels
 from models.modes import eval_mode
 from tune.config import Stage2Config
 from tune.engine.checkpoints import FORMAT, CheckpointError, fingerprint, load_model, save_model
-from tune.engine.loop import OnEpoch, select_device, train_epoch
+from tune.engine.loop import OnEpoch, select_device, to_device, train_epoch
 from tune.engine.yardsticks import archive_train
 
 
@@ -74,7 +74,7 @@ def train_fcn(x_train, y_train, x_val, y_val, *, epochs: int, batch_size: int = 
         model = FCN(x_train.shape[1], n_classes)
     model.to(device)
     gen = torch.Generator().manual_seed(seed)
-    x_train, y_train, x_val, y_val = x_train.to(device), y_train.to(device), x_val.to(device), y_val.to(device)
+    x_train, y_train, x_val, y_val = (to_device(t, device) for t in (x_train, y_train, x_val, y_val))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = len(x_train)
     steps = max(1, -(-n // batch_size))

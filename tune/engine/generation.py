@@ -24,7 +24,7 @@ from tune.config import Stage2Config
 from tune.engine.checkpoints import CheckpointError
 from tune.engine.fcn import FCNTrainInfo, fcn_for_dataset, train_fcn
 from tune.engine.figures import samples_figure
-from tune.engine.loop import OnEpoch, select_device
+from tune.engine.loop import OnEpoch, select_device, to_device
 from tune.engine.prior_training import decode, masked_loss, tokenize, train_prior
 from tune.engine.tokenizer_training import load_tokenizer
 
@@ -104,7 +104,7 @@ def generate(prior: MaskGIT, tokenizer: Tokenizer, labels: torch.Tensor, cfg: St
              generator: torch.Generator) -> np.ndarray:
     """Class-conditional series (n, l) for labels (n,), sampled and decoded `gen_batch` at a time."""
     device = prior.pos_emb.device
-    out = [decode(tokenizer, prior.sample(yb.to(device), steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+    out = [decode(tokenizer, prior.sample(to_device(yb, device), steps=cfg.steps, guidance_scale=cfg.guidance_scale,
                                           choice_temperature=cfg.choice_temperature, generator=generator))
            for yb in labels.split(cfg.gen_batch)]
     return torch.cat(out).numpy()
@@ -126,7 +126,7 @@ def evaluate_stage2(tokenizer: Tokenizer, data: UCRDataset, cfg: Stage2Config, *
     val = (tokenize(tokenizer, data.x_val), torch.as_tensor(data.y_val))
     prior = train_prior(tokenize(tokenizer, data.x_train), data.y_train, data.n_classes,
                         tokenizer.cfg.codebook_size, cfg, val=val, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir)
-    val_loss = masked_loss(prior, *(t.to(device) for t in val), seed=cfg.seed + 1)
+    val_loss = masked_loss(prior, *(to_device(t, device) for t in val), seed=cfg.seed + 1)
     times["time/prior_s"] = time.perf_counter() - t0 - times["time/fcn_s"]
 
     t1 = time.perf_counter()

@@ -23,7 +23,8 @@ from models.tokenizer import Tokenizer, TokenizerConfig
 from tune.config import TrainConfig
 from tune.engine.checkpoints import (CheckpointError, load_model, load_training_state, save_model,
                                      save_training_state)
-from tune.engine.loop import OnEpoch, check_finite, select_device, train_epoch
+from tune.engine.loop import (OnEpoch, check_finite, mixed_precision, select_device, step_generator, to_device,
+                              train_epoch)
 
 STATE_FILE = "state.pt"        # resumable training state, rewritten at every evaluation
 TOKENIZER_FILE = "tokenizer.pt"  # final model + the arguments that rebuild it + its data block
@@ -57,7 +58,8 @@ def _save_tokenizer(path: Path, tokenizer: Tokenizer, cfg: TrainConfig) -> None:
 
 
 def _split_tensors(data: UCRDataset, device: torch.device) -> dict[str, torch.Tensor]:
-    as_x = lambda a: torch.as_tensor(a, dtype=torch.float32).unsqueeze(1).to(device)  # (n, 1, l)
+    """Every split on the training device, once: a UCR split is megabytes, a GPU holds gigabytes."""
+    as_x = lambda a: to_device(torch.as_tensor(a, dtype=torch.float32).unsqueeze(1), device)  # (n, 1, l)
     return {"train": as_x(data.x_train), "val": as_x(data.x_val), "test": as_x(data.x_test)}
 
 
@@ -110,9 +112,14 @@ def evaluate(model: SSLVQVAE, data: UCRDataset, xs: dict[str, torch.Tensor], cfg
 
 def train_tokenizer_epoch(model: SSLVQVAE, opt, sched, x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator,
                           steps: int) -> tuple[torch.Tensor, float]:
-    """One pass over x: (n, 1, l) -> (mean loss as a tensor on x's device, seconds spent augmenting)."""
+    """One pass over x: (n, 1, l) -> (mean loss as a tensor on x's device, seconds spent augmenting).
+
+    The forward pass runs in cfg.precision (mixed_precision); augmentations and the loss stay float32.
+    On a GPU the seconds spent augmenting count kernel launches, not kernels.
+    """
     model.train()
     aug_s = 0.0
+    aug_gen = step_generator(gen, x.device)
 
     def loss_fn(idx: torch.Tensor) -> torch.Tensor:
         nonlocal aug_s
@@ -120,9 +127,10 @@ def train_tokenizer_epoch(model: SSLVQVAE, opt, sched, x: torch.Tensor, cfg: Tra
         x_aug = None
         if cfg.ssl_method != "none":
             t0 = time.perf_counter()
-            x_aug = augment(xb, cfg.aug_set, gen)
+            x_aug = augment(xb, cfg.aug_set, aug_gen)
             aug_s += time.perf_counter() - t0
-        return model(xb, x_aug).loss
+        with mixed_precision(cfg.precision, x.device):
+            return model(xb, x_aug).loss.float()
 
     return train_epoch(loss_fn, opt, len(x), steps, gen, x.device, sched), aug_s
 

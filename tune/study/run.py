@@ -153,7 +153,12 @@ def raw_yardsticks(plan: StudyPlan) -> dict[str, dict[str, float]]:
 
 def stage2_for_best(runs, plan: StudyPlan, context) -> None:
     """Stage 2 for each dataset's best tokenizer per SSL method and augmentation set (results.selection's
-    rule), as Ray tasks; each writes into the run of the configuration's first finished seed."""
+    rule); each writes into the run of the configuration's first finished seed.
+
+    Where trials run through Ray Train (GPU studies, --executor train), so does each stage 2: one
+    TorchTrainer run of a worker with a trial's CPUs and GPU share, as many at once as trials. CPU-only
+    studies run each as a bare Ray task: a TorchTrainer run costs ~30 s of start-up on 2 cores
+    (notes/ray-stack.md), more than a small prior trains."""
     import ray
 
     from results.pareto import stage2_front
@@ -164,13 +169,25 @@ def stage2_for_best(runs, plan: StudyPlan, context) -> None:
              else stage2_front(trials, plan.objective_specs))     # front: every Pareto-optimal one + the baseline
     rows = [trials[(trials["config_id"] == p.config_id) & (trials["status"] == "FINISHED")].sort_values("seed").iloc[0]
             for p in picks.itertuples()]
-    task = ray.remote(num_cpus=plan.cpus_per_trial, num_gpus=plan.gpus_per_trial)(_stage2_task)
-    refs = [task.remote(row[runs.params].dropna().to_dict(), row["trial_id"], context) for row in rows]
+    args = [(row[runs.params].dropna().to_dict(), row["trial_id"], context) for row in rows]
+    if plan.executor == "train":
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tune.study.trial import stage2_in_ray_train
+
+        pool = ThreadPoolExecutor(plan.max_concurrent or _slots(plan, ray.cluster_resources()))
+        refs = [pool.submit(stage2_in_ray_train, *a) for a in args]
+        pool.shutdown(wait=False)       # the submitted runs go on; its threads end with the last
+        get = lambda future: future.result()
+    else:
+        task = ray.remote(num_cpus=plan.cpus_per_trial, num_gpus=plan.gpus_per_trial)(_stage2_task)
+        refs = [task.remote(*a) for a in args]
+        get = ray.get
     print(f"stage 2 for {len(refs)} " + ("best tokenizers (dataset x method)" if plan.stage2 == "best" else
                                          "Pareto-optimal tokenizers and the baselines"), flush=True)
     for ref, row in zip(refs, rows):
         try:
-            metrics = ray.get(ref)
+            metrics = get(ref)
             print(f"  {row['dataset']} {row['ssl_method']} {row['aug_set']}: FID {metrics['gen/fid']:.3g} "
                   f"IS {metrics['gen/is']:.3g} CAS {metrics['gen/cas']:.3f}", flush=True)
         except Exception as err:  # one failed stage 2 must not lose the others
@@ -180,20 +197,9 @@ def stage2_for_best(runs, plan: StudyPlan, context) -> None:
 
 def _stage2_task(params: dict, trial_id: str, context) -> dict:
     """Fetch a finished trial's tokenizer from MLflow and run its stage 2 into the same run."""
-    from datasets.ucr import load_dataset
-    from tune.config import from_flat_dict, to_flat_dict
-    from tune.engine.tokenizer_training import TOKENIZER_FILE
-    from tune.study.trial import run_name, run_stage2
-    from tune.study.tracking import TrialRun
+    from tune.study.trial import stage2_of_finished_trial
 
-    cfg = from_flat_dict(params)
-    tracker = TrialRun(context.tracking_uri, context.experiment_id, context.parent_runs[cfg.dataset], trial_id,
-                       run_name(cfg), to_flat_dict(cfg))
-    data = load_dataset(cfg.dataset, context.ucr_root, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                        nan_policy=cfg.nan_policy)
-    with tempfile.TemporaryDirectory() as d:
-        local = tracker.client.download_artifacts(tracker.run_id, f"checkpoint/{TOKENIZER_FILE}", d)
-        return run_stage2(tracker, cfg, data, Path(local).parent, context.fcn_cache)
+    return stage2_of_finished_trial(params, context, trial_id)
 
 
 def _start_ray(plan: StudyPlan):

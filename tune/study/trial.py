@@ -5,6 +5,8 @@ Two ways to run the same `run_trial`:
   start-up cost, about 30 s per run on 2 cores);
 - `train_driver`: a Tune trial that launches a Ray Train TorchTrainer (GPU or when asked); the
   driver holds no CPU, so it never takes the cores its own worker needs.
+`--stage2 best` runs `stage2_of_finished_trial` the same two ways: a Ray task, or a Ray Train run
+(`stage2_in_ray_train`) where trials run through Ray Train.
 """
 from __future__ import annotations
 
@@ -116,13 +118,59 @@ def run_stage2(tracker: TrialRun, cfg: TrainConfig, data: UCRDataset, workdir: P
     from tune.engine.prior_training import PRIOR_FILE
 
     tokenizer, _ = load_tokenizer_for(workdir / TOKENIZER_FILE, data)
-    s2 = dataclasses.replace(cfg.stage2, seed=cfg.seed, device=cfg.device)
+    s2 = dataclasses.replace(cfg.stage2, seed=cfg.seed, device=cfg.device, precision=cfg.precision)
     metrics, fig = evaluate_stage2(tokenizer, data, s2, cache_dir=fcn_cache, checkpoint_dir=workdir,
                                    on_epoch=lambda m, e: tracker.log_metrics(m, e, flush="prior/val_loss" in m))
     tracker.log_metrics(metrics, cfg.epochs, flush=True)
     tracker.log_figure(fig, "plots/samples.png")
     plt.close(fig)
     tracker.log_artifact(workdir / PRIOR_FILE, "checkpoint")
+    return metrics
+
+
+def stage2_of_finished_trial(params: dict, context: TrialContext, trial_id: str) -> dict:
+    """`--stage2 best`: fetch a finished trial's tokenizer from its MLflow run and run its stage 2 into
+    that run -> the stage-2 metrics. Runs in a Ray task or a Ray Train worker (see tune.study.run)."""
+    cfg = from_flat_dict(params)
+    tracker = TrialRun(context.tracking_uri, context.experiment_id, context.parent_runs[cfg.dataset], trial_id,
+                       run_name(cfg), to_flat_dict(cfg))
+    data = load_dataset(cfg.dataset, context.ucr_root, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                        nan_policy=cfg.nan_policy)
+    with tempfile.TemporaryDirectory(prefix="stage2-") as d:
+        local = tracker.client.download_artifacts(tracker.run_id, f"checkpoint/{TOKENIZER_FILE}", d)
+        return run_stage2(tracker, cfg, data, Path(local).parent, context.fcn_cache)
+
+
+def stage2_worker(params: dict, *, context: TrialContext, trial_id: str) -> None:
+    """Ray Train worker (rank 0 of 1) of stage2_in_ray_train: reports the stage-2 metrics, or FAILED_KEY
+    with the reason of an error a retry cannot change (so Train does not retry it)."""
+    import ray.train
+
+    try:
+        metrics = stage2_of_finished_trial(params, context, trial_id)
+    except EXPECTED as err:
+        metrics = {FAILED_KEY: str(err).splitlines()[0]}
+    ray.train.report(metrics)
+
+
+def stage2_in_ray_train(params: dict, trial_id: str, context: TrialContext) -> dict:
+    """stage2_of_finished_trial as one Ray Train run (1 worker with a trial's CPUs and GPU share) -> its
+    metrics; blocks until it ends, so the study runs several from threads. No checkpoints: a retried
+    worker trains the prior again."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    worker = {"CPU": context.cpus, **({"GPU": context.gpus} if context.gpus else {})}
+    result = TorchTrainer(
+        functools.partial(stage2_worker, context=context, trial_id=trial_id),
+        train_loop_config=params,
+        scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=context.gpus > 0, resources_per_worker=worker),
+        run_config=ray.train.RunConfig(name=f"stage2-{trial_id}", storage_path=context.train_storage,
+                                       failure_config=ray.train.FailureConfig(max_failures=1)),
+    ).fit()
+    metrics = dict(result.metrics or {})
+    if FAILED_KEY in metrics:
+        raise RuntimeError(metrics[FAILED_KEY])
     return metrics
 
 
