@@ -7,14 +7,20 @@ validation splits of 7-13 series are too noisy to select with).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVC
 
 SCALERS = ("minmax", "standard")
+# libsvm's solver has no iteration cap by default and can cycle forever on near-duplicate feature rows (seen on
+# a GunPoint baseline's tokens, single-threaded: a study trial hung in the probe); at the cap a fit takes well
+# under a second and predicts with its last iterate. Fits that converge stop long before it.
+SVM_MAX_ITER = 1_000_000
 
 
 def _make_scaler(scaler: str):
@@ -30,7 +36,9 @@ def _fit_predict(f_train, y_train, f_eval, *, scaler: str, svm_c: float, k: int)
     """Scale with statistics of f_train only, fit a linear SVM and a k-NN, predict f_eval with both."""
     s = _make_scaler(scaler).fit(f_train)
     a, b = s.transform(f_train), s.transform(f_eval)
-    svm = SVC(kernel="linear", C=svm_c).fit(a, y_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        svm = SVC(kernel="linear", C=svm_c, max_iter=SVM_MAX_ITER).fit(a, y_train)
     knn = KNeighborsClassifier(n_neighbors=min(k, len(a))).fit(a, y_train)
     return svm.predict(b), knn.predict(b)
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -177,3 +179,12 @@ def test_cv_probe_with_only_single_series_classes_is_nan():
     assert np.isnan(out["svm_acc"]) and np.isnan(out["knn_acc"]) and out["n_folds"] == 0
     with pytest.raises(ValueError, match="two classes"):
         cv_probe_accuracy(f[:2], np.zeros(2))
+
+
+@pytest.mark.timeout(300, method="thread")
+def test_probe_returns_on_features_where_libsvm_cycles():
+    """A GunPoint baseline's tokens (38 series x 63 features, from a study trial that hung single-threaded):
+    libsvm without an iteration cap never converges on them; the capped probe returns within seconds."""
+    d = np.load(Path(__file__).parent / "data" / "svm_cycles.npz")
+    out = linear_probes(d["x"], d["y"], d["x"], d["y"])
+    assert 0.5 <= out["svm_acc"] <= 1 and 0.5 <= cv_probe_accuracy(d["x"], d["y"])["svm_acc"] <= 1
