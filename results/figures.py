@@ -128,7 +128,7 @@ def pareto_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], ob
         weight = float(r["aug_recon_weight"]) if pd.notna(r["aug_recon_weight"]) else 0.0
         colour = colours.get(r["ssl_method"], "k")
         ax.errorbar(r[f"{x}_mean"], r[f"{y}_mean"], xerr=0 if pd.isna(r[f"{x}_ci95"]) else r[f"{x}_ci95"],
-                    yerr=0 if pd.isna(r[f"{y}_ci95"]) else r[f"{y}_ci95"], color=colour, alpha=0.5, lw=0.8,
+                    yerr=0 if pd.isna(r[f"{y}_ci95"]) else r[f"{y}_ci95"], color=colour, alpha=0.35, lw=0.6,
                     capsize=2, zorder=2)
         ax.scatter(r[f"{x}_mean"], r[f"{y}_mean"], s=250 if is_base else 30 + 600 * weight,
                    marker="*" if is_base else {"warp": "o", "slice": "s"}.get(r["aug_set"], "D"),
