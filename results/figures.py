@@ -50,9 +50,9 @@ def weight_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], ba
                 ax.axhline(mu, color="grey", lw=1, label=f"{baseline} (baseline)")
                 if pd.notna(half):
                     ax.axhspan(mu - half, mu + half, color="grey", alpha=0.2, lw=0)
-            for key, label in YARDSTICK_LINES.get(metric, []):
+            for key, line_label in YARDSTICK_LINES.get(metric, []):
                 if key in (yardsticks or {}):
-                    ax.axhline(yardsticks[key], color="tab:brown", lw=1, ls=YARDSTICK_STYLE[key], label=label)
+                    ax.axhline(yardsticks[key], color="tab:brown", lw=1, ls=YARDSTICK_STYLE[key], label=line_label)
             for ssl, g in searched[searched["aug_set"] == aug].groupby("ssl_method"):
                 g = g.sort_values("aug_recon_weight")
                 ax.errorbar(g["aug_recon_weight"], g[mean], yerr=g[ci].fillna(0), color=colours[ssl], marker="o",

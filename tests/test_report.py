@@ -227,3 +227,17 @@ def test_yardsticks_beside_every_method(store):
     assert "- ArrowHead: the best tokens by validation" in summary and "do not beat the same probe on the raw series (0.990)" in summary
     gun = next(line for line in summary.splitlines() if line.startswith("- GunPoint:"))
     assert " beat the same probe on the raw series (0.010)" in gun and "1-NN ED 0.750" in gun
+
+
+def test_weight_figure_keeps_its_panel_labels_beside_the_yardstick_lines(store):
+    from results.figures import weight_figure
+    from results.report import load_study, per_config
+
+    runs = load_study("main", store["uri"])
+    table = per_config(runs)
+    fig = weight_figure(table, "GunPoint", {"barlowtwins": "C0", "vibcreg": "C1", "none": "k"}, "none",
+                        {"raw/svm_acc": 0.8, "raw/knn_acc": 0.7, "raw/1nn_acc": 0.75, "raw/minirocket_acc": 0.9})
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels == ["test SVM accuracy", "test KNN accuracy", "test reconstruction loss"]
+    lines = {line.get_label() for ax in fig.axes for line in ax.get_lines()}
+    assert {"raw series (same probe)", "1-NN ED (raw)", "MiniRocket (supervised)"} <= lines
