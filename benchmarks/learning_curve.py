@@ -56,9 +56,11 @@ SHOWN = [("cv_svm_acc", "cv svm", ".3f"), ("test_svm_acc", "test svm", ".3f"), (
 
 
 def run_curve(dataset: str, method: str, seed: int, grid: list[int], total_steps: int, schedule: str,
-              ucr_root: str | None, overrides: dict) -> list[dict]:
+              ucr_root: str | None, overrides: dict, emit=None) -> list[dict]:
     """Train one stage-1 run of `total_steps` optimizer steps (rounded up to whole epochs) and evaluate it at
-    the first epoch end at or past each grid step. Mirrors tune.engine.tokenizer_training.train_stage1."""
+    the first epoch end at or past each grid step; `emit(row)`, if given, gets every row as it is made.
+    Mirrors tune.engine.tokenizer_training.train_stage1."""
+    emit = emit or (lambda row: None)
     import torch
 
     from datasets.ucr import load_dataset
@@ -118,8 +120,10 @@ def run_curve(dataset: str, method: str, seed: int, grid: list[int], total_steps
             print(f"  {dataset} {method} seed {seed} {schedule} {epoch * spe}/{epochs * spe} steps: cv svm "
                   f"{cv['svm_acc']:.3f} test svm {probes['svm_acc']:.3f} perplexity {train.perplexity:.1f} "
                   f"{train_s:.0f}s", file=sys.stderr, flush=True)
+            emit(rows[-1])
     except TrainingDiverged as err:
         rows.append({**head, "error": str(err)})
+        emit(rows[-1])
     return rows
 
 
@@ -264,12 +268,16 @@ def main() -> None:
             pool = stack.enter_context(ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")))
             results = (f.result() for f in as_completed([pool.submit(run_curve, *job, args.ucr_root, overrides)
                                                          for job in jobs]))
-        else:                                   # one worker: the runs one after another in this process
-            results = (run_curve(*job, args.ucr_root, overrides) for job in jobs)
+        else:       # one worker: the runs one after another in this process, each row written as it is made
+            def emit(row):
+                writer.writerow(row)
+                fh.flush()
+            results = (run_curve(*job, args.ucr_root, overrides, emit) for job in jobs)
         for run_rows in results:
             rows += run_rows
-            writer.writerows(run_rows)
-            fh.flush()
+            if args.workers > 1:
+                writer.writerows(run_rows)
+                fh.flush()
             last = run_rows[-1]
             print(f"[{time.perf_counter() - t_start:6.0f}s] {last['dataset']:22s} {last['method']:18s} seed "
                   f"{last['seed']} {last['schedule']:4s} {last.get('steps', '?')} steps: cv svm "
