@@ -91,6 +91,11 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
         tracker.finish("FAILED", error=reason)
         to_tune({EVAL_KEY: math.nan, FAILED_KEY: reason}, False)
         return {}
+    except SystemExit:
+        # tune.report raises SystemExit(0) in a trial that Tune stopped (the early-stopping scheduler):
+        # no failure; the driver's TrialStatus callback adds the epoch and the reason
+        tracker.finish("KILLED", error="stopped by Tune before it finished")
+        raise
     except BaseException:
         tracker.finish("FAILED", error=traceback.format_exc())
         raise

@@ -1,0 +1,28 @@
+"""A trial's MLflow run when Tune stops it: KILLED (with a reason), never FAILED (real MLflow, real training)."""
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from results.contract import default_tracking_uri
+from tune.study.tracking import StudyTracker, artifact_root
+from tune.study.trial import TrialContext, run_trial
+
+
+def test_a_trial_stopped_by_tune_is_killed_not_failed(tmp_path: Path):
+    uri = default_tracking_uri(tmp_path)
+    tracker = StudyTracker(uri, "stop", artifact_root(uri, tmp_path, "stop"))
+    parent = tracker.parent_run("ItalyPowerDemand", {"seeds": 1, "num_samples": 1})
+    context = TrialContext(tracking_uri=uri, experiment_id=tracker.experiment_id,
+                           parent_runs={"ItalyPowerDemand": parent})
+
+    def stopped_by_tune(metrics, attach):        # what tune.report does in a trial its scheduler stopped
+        raise SystemExit(0)
+
+    config = {"dataset": "ItalyPowerDemand", "ssl_method": "none", "epochs": 4, "eval_every": 1, "proj_dim": 64}
+    with pytest.raises(SystemExit):
+        run_trial(config, context, trial_id="t1", to_tune=stopped_by_tune, workdir=tmp_path / "work")
+    run = tracker.find_trial_run("t1")
+    assert run.info.status == "KILLED" and "stopped by Tune" in run.data.tags["error"]
+    tracker.close_trial("t1", "KILLED", error="stopped early at epoch 1 by the per-dataset ASHA scheduler")
+    assert "ASHA" in MlflowClient(uri).get_run(run.info.run_id).data.tags["error"]
