@@ -1,9 +1,13 @@
 """Stage-1 learning curve: selection and test probe accuracy, codebook perplexity and usage against optimizer steps.
 
-    python benchmarks/learning_curve.py --datasets GunPoint --seeds 3 --steps 25,50,100,200,400 \\
-        --own-schedule 25,50,100 --out benchmarks/out/curve_gunpoint [--ucr-root ../shared/ucr] [--workers 1]
-    python benchmarks/learning_curve.py --from-csv benchmarks/out/curve_a.csv benchmarks/out/curve_b.csv \\
-        --out benchmarks/out/curve_all          # table and figure of earlier runs, no training
+    python benchmarks/learning_curve.py --datasets GunPoint --seeds 2 --steps 25,50,100,200,400 \\
+        --own-schedule 25,50,200 --out benchmarks/out/curve_gunpoint [--ucr-root ../shared/ucr] [--workers 1]
+    python benchmarks/learning_curve.py --datasets ECG5000 --ucr-root ../shared/ucr --seed-list 1 \\
+        --methods vibcreg+warp --steps 25,50,100,200 --out benchmarks/out/ecg_vib1   # add runs to a study
+    python benchmarks/learning_curve.py --from-csv benchmarks/out/*.csv --seed-list 0,1 \\
+        --out benchmarks/out/curve_all          # table and figure of earlier CSVs (same seeds), no training
+    python benchmarks/learning_curve.py --time-steps 8 --datasets GunPoint,ACSF1 \\
+        --methods none,barlowtwins+warp       # seconds per optimizer step only (for sizing a budget)
 
 What it measures: for every (dataset, method, seed) ONE long run of max(--steps) optimizer steps, with
 the study's own pieces (build_model, make_optimizer: AdamW with a cosine schedule over the whole run,
@@ -13,12 +17,13 @@ grid point (an epoch of a dataset of n series is ceil(n / 128) steps; a budget o
 ceil(s / steps per epoch) epochs, as tune.spaces.Budget.epochs counts them).
 
 Why one long run plus short runs with their own schedule (--own-schedule): the cosine schedule
-depends on the run's total, so step s of a long run is still at nearly the full learning rate while a
-real budget of s steps has annealed to zero by then. Separate runs per grid point would cost about
+depends on the run's total, so at step s of a long run the learning rate is still high while a real
+budget of s steps has annealed it to zero by then. Separate runs per grid point would cost about
 twice the longest run (25 + 50 + ... + 1600 ~ 2 x 1600); one long run costs one, shows the shape of the
 curve to its end, and the few short budgets that matter for choosing `quick` are trained as the study
 would train them (schedule "own": exactly train_stage1's steps for epochs = ceil(s / steps per epoch)),
-which also measures how far the long run's curve understates a short budget.
+which also measures how far the long run's curve differs from real short budgets. The long run's
+last point is itself a budget of its own schedule.
 
 Each evaluation (models.modes.eval_mode through evaluation.tokens.evaluate_split: the model's state is
 not changed) records: cv_probe_accuracy on the train split's features with the engine's CV_SEED (the
@@ -26,8 +31,9 @@ selection objective), linear_probes train -> test (reported only), codebook perp
 redundancy of the train split, eval-mode reconstruction MSE on train and test, the mean training loss
 of the last epoch, cumulative training seconds (evaluation excluded) and evaluation seconds.
 
-Runs go one after another in this process with one torch thread (`--workers N` > 1: N spawned processes). Outputs:
-OUT.csv (one row per evaluation, appended as runs finish), OUT.png (cv and test SVM accuracy and
+Runs go one after another in this process with one torch thread (`--workers N` > 1: N spawned processes,
+one thread each). Outputs: OUT.csv (one row per evaluation, written as it is made; with workers, as
+each run finishes), OUT.png (cv and test SVM accuracy and
 perplexity against steps, log-x, one line per method, one row per dataset; own-schedule runs as
 markers) and a printed table of means over seeds, with the methods' ranking at every step count.
 """
@@ -127,6 +133,34 @@ def run_curve(dataset: str, method: str, seed: int, grid: list[int], total_steps
     return rows
 
 
+def time_steps(dataset: str, method: str, ucr_root: str | None, overrides: dict, steps: int) -> dict:
+    """Seconds per optimizer step of the study's epoch loop (1 thread), after one warm-up epoch."""
+    import torch
+
+    from datasets.ucr import load_dataset
+    from tune.config import from_flat_dict
+    from tune.engine.tokenizer_training import build_model, make_optimizer, train_tokenizer_epoch
+
+    torch.set_num_threads(1)
+    ssl_method, _, aug_set = method.partition("+")
+    cfg = from_flat_dict({"dataset": dataset, "ssl_method": ssl_method, "aug_set": aug_set or "warp",
+                          "val_fraction": 0.0, "device": "cpu", **overrides})
+    data = load_dataset(dataset, ucr_root, val_fraction=0.0, seed=0, nan_policy=cfg.nan_policy)
+    x = torch.as_tensor(data.x_train, dtype=torch.float32).unsqueeze(1)
+    spe = max(1, math.ceil(len(x) / cfg.batch_size))
+    torch.manual_seed(0)
+    model = build_model(cfg, data.length)
+    opt, sched = make_optimizer(model, cfg, 10_000)
+    gen = torch.Generator().manual_seed(0)
+    train_tokenizer_epoch(model, opt, sched, x, cfg, gen, spe)
+    done, t0 = 0, time.perf_counter()
+    while done < steps:
+        train_tokenizer_epoch(model, opt, sched, x, cfg, gen, spe)
+        done += spe
+    return {"dataset": dataset, "n_train": len(x), "length": data.length, "steps_per_epoch": spe, "method": method,
+            "s_per_step": (time.perf_counter() - t0) / done, "timed_steps": done}
+
+
 def _ints(text: str) -> list[int]:
     return sorted({int(v) for v in text.split(",") if v.strip()})
 
@@ -168,16 +202,21 @@ def _ranking(block, column: str) -> str:
 def print_table(rows: list[dict]) -> None:
     df, mean = summarise(rows)
     for (dataset, schedule), block in mean.groupby(["dataset", "schedule"], sort=False):
-        n, spe = int(df[df.dataset == dataset]["n_train"].iloc[0]), int(df[df.dataset == dataset]["steps_per_epoch"].iloc[0])
-        print(f"\n{dataset} ({n} train series, {spe} step(s) per epoch), schedule {schedule}: mean over seeds")
-        print(f"{'steps':>5s} {'ep':>4s} {'method':18s} {'n':>2s} " + " ".join(f"{label:>8s}" for _, label, _ in SHOWN))
+        first = df[df.dataset == dataset].iloc[0]
+        n, spe = int(first["n_train"]), int(first["steps_per_epoch"])
+        note = " (its last point is also a budget of its own schedule)" if schedule == "long" else ""
+        print(f"\n{dataset} ({n} train series, {spe} step(s) per epoch), schedule {schedule}{note}: "
+              "mean over seeds")
+        header = " ".join(f"{label:>8s}" for _, label, _ in SHOWN)
+        print(f"{'steps':>5s} {'ep':>4s} {'method':18s} {'n':>2s} {header}")
         for step, at in block.groupby("grid_step"):
             for _, r in at.iterrows():
                 cells = " ".join(f"{r[c]:8{fmt}}" for c, _, fmt in SHOWN)
                 print(f"{int(r.steps):5d} {int(r.epochs):4d} {r.method:18s} {int(r.seeds):2d} {cells}")
-            print(f"{'':11s}ranking by cv svm: {_ranking(at, 'cv_svm_acc'):28s} by test svm: {_ranking(at, 'test_svm_acc')}")
+            print(f"{'':11s}ranking by cv svm: {_ranking(at, 'cv_svm_acc'):28s} "
+                  f"by test svm: {_ranking(at, 'test_svm_acc')}")
     runs = df.sort_values("steps").groupby(["dataset", "method", "seed", "schedule", "total_steps"]).last()
-    print("\ntraining seconds per optimizer step (1 thread; each run's whole training time / its steps; mean over runs)")
+    print("\ntraining seconds per optimizer step (1 thread; each run's whole training time / its steps; mean)")
     print(runs.groupby(["dataset", "method"])["s_per_step"].agg(["mean", "min", "max", "count"]).round(3).to_string())
 
 
@@ -207,6 +246,7 @@ def plot(rows: list[dict], path: Path) -> None:
                     ax.plot(block["steps"], block[column], "x", color=colour, ms=8, mew=2,
                             label=f"{method} (own schedule)")
             ax.set_xscale("log")
+            ax.set_xticks(sorted(set(mean[mean.dataset == dataset]["steps"].astype(int))))
             ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_title(f"{dataset}: {title}", fontsize=9)
@@ -235,9 +275,24 @@ def main() -> None:
                    help="config overrides (dotted TrainConfig keys)")
     p.add_argument("--from-csv", nargs="+", help="print the table and draw the figure of earlier CSVs, train nothing")
     p.add_argument("--out", default="benchmarks/out/learning_curve", help="path prefix: OUT.csv and OUT.png")
+    p.add_argument("--time-steps", type=int, metavar="N",
+                   help="only time N optimizer steps per dataset and method (after a warm-up epoch): s/step table")
     args = p.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.time_steps:
+        from tune.cli import parse_overrides
+
+        if not args.datasets:
+            p.error("--time-steps needs --datasets")
+        overrides = parse_overrides(args.overrides)
+        print(f"{'dataset':24s} {'n':>5s} {'len':>5s} {'st/ep':>5s} {'method':18s} {'s/step':>7s}")
+        for dataset in (d.strip() for d in args.datasets.split(",")):
+            for method in (m.strip() for m in args.methods.split(",")):
+                r = time_steps(dataset, method, args.ucr_root, overrides, args.time_steps)
+                print(f"{r['dataset']:24s} {r['n_train']:5d} {r['length']:5d} {r['steps_per_epoch']:5d} "
+                      f"{r['method']:18s} {r['s_per_step']:7.3f}", flush=True)
+        return
     if args.from_csv:
         rows = read_rows(args.from_csv)
         if args.seed_list:      # compare methods on the same seeds
