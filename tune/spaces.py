@@ -13,7 +13,7 @@ from typing import Any
 from ray import tune
 
 SSL_BRANCHES = ["barlowtwins", "vibcreg"]
-QUICK_STEPS = 100      # benchmarks/learning_curve.py: method rankings settle from ~50 steps (README, "Budgets")
+QUICK_STEPS = 100      # a time compromise: benchmarks/learning_curve.py shows rankings settle only from ~200 steps
 AUG_SETS_SEARCHED = ["warp", "slice", "gauss", "warp+gauss", "slice+gauss", "warp+slice"]
 
 
