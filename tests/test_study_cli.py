@@ -6,6 +6,7 @@ import pytest
 from study_helpers import cli
 from results.cli import run_cli
 from tune.run_ablation import main
+from tune.spaces import QUICK_STEPS
 
 
 def _run(capsys, results, *argv):
@@ -64,7 +65,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tmp_path):
     code, out = _run(capsys, tmp_path, "--space", "aug_weight", "--grid", "--dry-run", "--datasets", "GunPoint,ArrowHead")
     assert code == 0
     assert "trials: 2 x (16 configs + 1 baseline) x 3 seed(s) = 102" in out.out and "estimated time" in out.out
-    assert "GunPoint [50x150, 100]" in out.out     # 100 optimizer steps at one step per epoch
+    assert f"GunPoint [50x150, {QUICK_STEPS}]" in out.out     # the quick budget's steps at one step per epoch
     assert not (tmp_path / "mlflow.db").exists()
 
 

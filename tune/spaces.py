@@ -13,7 +13,7 @@ from typing import Any
 from ray import tune
 
 SSL_BRANCHES = ["barlowtwins", "vibcreg"]
-QUICK_STEPS = 100      # a time compromise: benchmarks/learning_curve.py shows rankings settle only from ~200 steps
+QUICK_STEPS = 200      # benchmarks/learning_curve.py: method rankings and codebook usage settle from ~200 steps
 AUG_SETS_SEARCHED = ["warp", "slice", "gauss", "warp+gauss", "slice+gauss", "warp+slice"]
 
 
@@ -91,8 +91,8 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in [
            evaluations=2, num_samples=2, seeds=1, train={"proj_dim": 256},
            stage2={"width": 64, "depth": 2, "epochs": 10, "eval_every": 5, "min_generate": 200, "n_boot": 50,
                    "fcn_epochs": 30, "fcn_patience": 10, "cas_epochs": 5, "cas_patience": 5}),
-    Budget("quick", "a laptop study in about 15 minutes on the small bundled datasets (projector 256, stated in "
-           "the report)", steps=QUICK_STEPS, min_epochs=5, evaluations=2, num_samples=4, seeds=3,
+    Budget("quick", "a laptop study: about 35 minutes on 2 cores for the small bundled datasets (projector 256, "
+           "stated in the report)", steps=QUICK_STEPS, min_epochs=5, evaluations=2, num_samples=4, seeds=3,
            train={"proj_dim": 256},
            stage2={"width": 128, "depth": 2, "epochs": 100, "fcn_epochs": 200, "fcn_patience": 50, "cas_epochs": 30,
                    "cas_patience": 10}),
