@@ -54,8 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument("--search-seed", type=int, default=0,
                       help="seed of the Optuna samplers (default %(default)s); trials use seeds 0..SEEDS-1")
     size.add_argument("--early-stopping", default="auto", choices=["auto", "on", "off"],
-                      help="stop weak SSL trials at evaluation points, compared per dataset (ASHA); auto: on for "
-                           "the standard and paper budgets, off for smoke and quick")
+                      help="stop weak SSL trials from a third of their run, compared per dataset and method "
+                           "(ASHA); auto: on for the standard and paper budgets, off for smoke and quick")
     size.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="fix a training config key for every trial, e.g. --set epochs=50 --set proj_dim=4096")
     where = p.add_argument_group("where")

@@ -58,7 +58,7 @@ class StudyPlan:
     ucr_root: str | None
     stage2: str = "off"                       # off | all | best | front
     objectives: tuple[str, ...] = ("probe",)  # contract.OBJECTIVES names, probe first; several: a Pareto search
-    early_stopping: bool = False              # per-dataset ASHA (tune.study.scheduler)
+    early_stopping: bool = False              # ASHA per (dataset, method) (tune.study.scheduler)
     report: bool = True
     settings: dict = field(default_factory=dict)   # the CLI settings, saved so --resume reuses them
     notes: list[str] = field(default_factory=list)
@@ -105,7 +105,7 @@ class StudyPlan:
                      f"{d} [{n}x{l}, {self.per_dataset[d]['epochs']}]" for d, (n, l) in self.shapes.items()),
                  f"  trials: {len(self.datasets)} x ({self.num_samples} configs + {self.baseline_configs} baseline) x "
                  f"{self.seeds} seed(s) = {len(self.datasets) * self.trials_per_dataset}",
-                 f"  early stopping: {'per-dataset ASHA at evaluation points' if self.early_stopping else 'off'}",
+                 f"  early stopping: {'ASHA per dataset and method, from a third of each run' if self.early_stopping else 'off'}",
                  "  objectives: " + ", ".join(f"{m} ({mode})" for m, mode in self.objective_specs)
                  + (" (multi-objective: a Pareto front per dataset)" if len(self.objectives) > 1 else ""),
                  f"  resources: {self.cpus_per_trial:g} CPU + {self.gpus_per_trial:g} GPU per trial via "

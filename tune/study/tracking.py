@@ -200,7 +200,7 @@ class TrialStatus(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         epochs = (trial.last_result or {}).get("epochs_done")
-        reason = (f"stopped early at epoch {epochs} by the per-dataset ASHA scheduler: its validation score was "
-                  f"below the rung of its dataset's trials" if self.early_stopping and epochs
+        reason = (f"stopped early at epoch {epochs} by the early-stopping scheduler: its validation score "
+                  f"was below the rung of the trials of its dataset and method" if self.early_stopping and epochs
                   else "stopped by Tune before it finished")
         self._get().close_trial(trial.trial_id, "KILLED", error=reason)
