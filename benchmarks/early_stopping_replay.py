@@ -9,6 +9,7 @@ period). A trial it stops is marked KILLED, as a live run would leave it, and th
 selection (results.report.best_per_method, compared_methods) is run on both versions:
 
   saved     = training seconds of the epochs the stopped trials would not have run, over all training
+              (and the same in epochs, which does not depend on what else the machine was running)
   selection = per dataset and method, whether the selected configuration changes
   ranking   = the average test-accuracy ranks of the compared methods, with and without
 
@@ -49,7 +50,7 @@ def replay(trials, client: MlflowClient) -> dict[str, int]:
     events, replayed = [], {}
     for row in ssl.itertuples():
         replayed[row.key] = ReplayedTrial(row.key, {"dataset": row.dataset, "ssl_method": row.ssl_method,
-                                                    "aug_set": row.aug_set})
+                                                    "aug_set": row.aug_set, "seed": int(row.seed)})
         for m in client.get_metric_history(row.run_id, SELECTION_METRIC):
             events.append((m.timestamp, row.key, m.step, m.value))
     for trial in replayed.values():
@@ -80,6 +81,8 @@ def main() -> None:
     fraction_left = [(1 - stopped[k] / float(e)) if k in stopped else 0.0
                      for k, e in zip(trials["key"], trials["epochs"])]
     saved_s = float((train_s * fraction_left).sum())
+    epochs = trials["epochs"].astype(float)
+    saved_epochs = float((epochs * fraction_left).sum())
     es_runs = replace(runs, trials=trials.assign(status=[("KILLED" if k in stopped else s)
                                                          for k, s in zip(trials["key"], trials["status"])]))
 
@@ -94,10 +97,12 @@ def main() -> None:
     n_ssl = int((trials["ssl_method"] != BASELINE_METHOD).sum())
     row = {"study": args.study, "trials": len(trials), "ssl_trials": n_ssl, "stopped": len(stopped),
            "stopped_at": sorted(set(stopped.values())), "train_s": float(train_s.sum()), "saved_s": saved_s,
-           "saved_share": saved_s / float(train_s.sum()), "selections": len(best_off),
+           "saved_share": saved_s / float(train_s.sum()),
+           "saved_epoch_share": saved_epochs / float(epochs.sum()), "selections": len(best_off),
            "selections_changed": changed, "ranks_off": ranks_off, "ranks_on": ranks_on, "note_on": note_on}
     print(f"{len(stopped)} of {n_ssl} SSL trials stopped (at epochs {row['stopped_at']}); training saved "
-          f"{saved_s:.0f} of {row['train_s']:.0f} s ({100 * row['saved_share']:.1f}%)")
+          f"{saved_s:.0f} of {row['train_s']:.0f} s ({100 * row['saved_share']:.1f}%; "
+          f"{100 * row['saved_epoch_share']:.1f}% of all trials' epochs)")
     print(f"selected configuration changed for {len(changed)} of {len(best_off)} (dataset, method) pairs"
           + (f": {', '.join(changed)}" if changed else ""))
     print("average test ranks without -> with early stopping:")
