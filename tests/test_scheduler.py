@@ -1,4 +1,4 @@
-"""The per-dataset early-stopping scheduler, on Ray's real ASHA brackets (no cluster needed)."""
+"""The early-stopping scheduler (races per dataset, method and seed), on Ray's real ASHA brackets (no cluster needed)."""
 from dataclasses import dataclass, field
 
 from ray.tune.schedulers import TrialScheduler
