@@ -7,6 +7,7 @@ Ray's default token authentication, and `mlflow server` on 127.0.0.1; the study 
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import socket
@@ -42,13 +43,21 @@ def node_ip() -> str:
             return "127.0.0.1"
 
 
+def cluster_cpus(ip: str, port: int, env: dict) -> float:
+    """CPUs of the cluster's registered nodes, from `ray status` (each node here has one)."""
+    out = subprocess.run([str(BIN / "ray"), "status", "--address", f"{ip}:{port}"], env={**env, "RAY_AUTH_MODE": "token"},
+                         capture_output=True, text=True, timeout=60).stdout
+    match = re.search(r"/(\d+(?:\.\d+)?) CPU", out)
+    return float(match.group(1)) if match else 0.0
+
+
 def wait_for(check, what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if check():
                 return
-        except OSError:
+        except (OSError, subprocess.TimeoutExpired):
             pass
         time.sleep(1)
     raise TimeoutError(f"{what} did not come up in {timeout:.0f} s")
@@ -92,6 +101,8 @@ def cluster(tmp_path):
         time.sleep(3)
         launch([str(BIN / "ray"), "start", "--block", "--address", f"{ip}:{port}", "--num-cpus", "1",
                 "--resources", json.dumps({"worker_node": 1})], logs[1], {"RAY_AUTH_MODE": "token"})
+        # the study must not start before the second node has joined, or a loaded machine runs it on the head alone
+        wait_for(lambda: cluster_cpus(ip, port, env) == 2, "the second Ray node")
         artifacts = tmp_path / "mlartifacts"
         launch([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
                 "--artifacts-destination", artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(mlflow_port),
