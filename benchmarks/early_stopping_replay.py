@@ -1,6 +1,7 @@
 """What early stopping would save and change on a finished study: ASHA replayed on its logged curves.
 
-    python benchmarks/early_stopping_replay.py --study NAME --tracking-uri sqlite:///.../mlflow.db [--json out.json]
+    python benchmarks/early_stopping_replay.py --study NAME --tracking-uri sqlite:///.../mlflow.db \\
+        [--design study|per-dataset] [--json out.json]
 
 Run a study with `--early-stopping off` first. Every trial logged `val/svm_acc` at each evaluation
 point (step = epochs done) with a timestamp; this feeds those results, in the order they arrived, to
@@ -32,7 +33,7 @@ from ray.tune.schedulers import TrialScheduler  # noqa: E402
 from results.contract import BASELINE_METHOD, SELECTION_METRIC  # noqa: E402
 from results.report import compared_methods, load_study, per_config  # noqa: E402
 from results.stats import average_ranks  # noqa: E402
-from tune.study.scheduler import TIME_ATTR, PerDatasetASHA  # noqa: E402
+from tune.study.scheduler import GRACE_FRACTION, RACE_KEYS, TIME_ATTR, PerDatasetASHA  # noqa: E402
 
 
 @dataclass
@@ -41,12 +42,20 @@ class ReplayedTrial:          # the attributes the scheduler reads from a Tune t
     config: dict = field(default_factory=dict)
 
 
-def replay(trials, client: MlflowClient) -> dict[str, int]:
+DESIGNS = {   # name -> (race keys within a dataset, grace fraction)
+    "study": (RACE_KEYS, GRACE_FRACTION),      # what the study's scheduler does
+    "per-dataset": ((), 0.0),                  # the first design: one race per dataset, from the first evaluation
+}
+
+
+def replay(trials, client: MlflowClient, design: str = "study") -> dict[str, int]:
     """Feed every SSL trial's evaluation results to the scheduler in arrival order; trial key -> stop epoch."""
     ssl = trials[(trials["status"] == "FINISHED") & (trials["ssl_method"] != BASELINE_METHOD)]
     epochs = {ds: int(g["epochs"].astype(float).max()) for ds, g in ssl.groupby("dataset")}
     every = {ds: int(g["eval_every"].astype(float).max()) for ds, g in ssl.groupby("dataset")}
-    asha = PerDatasetASHA(epochs, every, metric=SELECTION_METRIC, mode="max")
+    race_keys, grace = DESIGNS[design]
+    asha = PerDatasetASHA(epochs, every, metric=SELECTION_METRIC, mode="max", race_keys=race_keys,
+                          grace_fraction=grace)
     events, replayed = [], {}
     for row in ssl.itertuples():
         replayed[row.key] = ReplayedTrial(row.key, {"dataset": row.dataset, "ssl_method": row.ssl_method,
@@ -69,13 +78,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--study", required=True)
     p.add_argument("--tracking-uri", required=True)
+    p.add_argument("--design", default="study", choices=list(DESIGNS),
+                   help="study: the scheduler as the study runs it; per-dataset: the first design, for comparison")
     p.add_argument("--json")
     args = p.parse_args()
     runs = load_study(args.study, args.tracking_uri)
     trials = runs.trials
     if (trials["status"] == "KILLED").any():
         sys.exit("error: the study already has stopped trials; replay a study run with --early-stopping off")
-    stopped = replay(trials, MlflowClient(args.tracking_uri))
+    stopped = replay(trials, MlflowClient(args.tracking_uri), args.design)
 
     train_s = trials["time/train_s"].astype(float)
     fraction_left = [(1 - stopped[k] / float(e)) if k in stopped else 0.0
@@ -95,7 +106,7 @@ def main() -> None:
     ranks_off = average_ranks(scores_off)["avg_rank"].round(2).to_dict()
     ranks_on = average_ranks(scores_on)["avg_rank"].round(2).to_dict()
     n_ssl = int((trials["ssl_method"] != BASELINE_METHOD).sum())
-    row = {"study": args.study, "trials": len(trials), "ssl_trials": n_ssl, "stopped": len(stopped),
+    row = {"study": args.study, "design": args.design, "trials": len(trials), "ssl_trials": n_ssl, "stopped": len(stopped),
            "stopped_at": sorted(set(stopped.values())), "train_s": float(train_s.sum()), "saved_s": saved_s,
            "saved_share": saved_s / float(train_s.sum()),
            "saved_epoch_share": saved_epochs / float(epochs.sum()), "selections": len(best_off),

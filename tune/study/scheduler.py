@@ -22,20 +22,25 @@ from tune.study.search import PickledState
 TIME_ATTR = "epochs_done"
 REDUCTION_FACTOR = 3        # ASHA keeps the top third at each rung
 GRACE_FRACTION = 1 / 3      # no trial is stopped before a third of its epochs
+RACE_KEYS = ("ssl_method", "aug_set", "seed")   # within a dataset, trials race only those equal on these
 
 
 class PerDatasetASHA(PickledState, FIFOScheduler):
-    def __init__(self, epochs: dict[str, int], eval_every: dict[str, int], *, metric: str, mode: str):
-        """epochs / eval_every: per dataset; the rung is the first evaluation at or after a third of the run."""
+    def __init__(self, epochs: dict[str, int], eval_every: dict[str, int], *, metric: str, mode: str,
+                 race_keys: tuple[str, ...] = RACE_KEYS, grace_fraction: float = GRACE_FRACTION):
+        """epochs / eval_every: per dataset; the rung is the first evaluation at or after grace_fraction of the
+        run. race_keys and grace_fraction are parameters so that benchmarks/early_stopping_replay.py can
+        replay other designs (e.g. one race per dataset from the first evaluation) on the same curves."""
         super().__init__()
         self._metric, self._mode = metric, mode
         self._epochs, self._eval_every = epochs, eval_every
+        self._race_keys, self._grace_fraction = race_keys, grace_fraction
         self.brackets: dict[tuple[str, tuple], AsyncHyperBandScheduler] = {}
         self.stopped: dict[str, int] = {}          # trial id -> epochs done when stopped
 
     def grace_period(self, dataset: str) -> int:
         every = self._eval_every[dataset]
-        return every * max(1, math.ceil(GRACE_FRACTION * self._epochs[dataset] / every))
+        return every * max(1, math.ceil(self._grace_fraction * self._epochs[dataset] / every))
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True          # fixed at construction
@@ -43,8 +48,8 @@ class PerDatasetASHA(PickledState, FIFOScheduler):
     def _bracket(self, trial):
         config = trial.config or {}
         dataset = config.get("dataset")
-        race = (config.get("ssl_method"), config.get("aug_set"), config.get("seed"))
-        if race[0] == BASELINE_METHOD or dataset not in self._epochs:
+        race = tuple(config.get(key) for key in self._race_keys)
+        if config.get("ssl_method") == BASELINE_METHOD or dataset not in self._epochs:
             return None      # the baseline runs whole
         if (dataset, race) not in self.brackets:
             self.brackets[dataset, race] = AsyncHyperBandScheduler(
