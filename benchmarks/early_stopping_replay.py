@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from ray.tune.schedulers import TrialScheduler  # noqa: E402
 
 from results.contract import BASELINE_METHOD, SELECTION_METRIC  # noqa: E402
-from results.report import compared_methods, load_study, per_config  # noqa: E402
+from results.report import SCORE, compared_methods, load_study, per_config  # noqa: E402
 from results.stats import average_ranks  # noqa: E402
 from tune.study.scheduler import GRACE_FRACTION, RACE_KEYS, TIME_ATTR, PerDatasetASHA  # noqa: E402
 
@@ -100,9 +101,15 @@ def main() -> None:
     picks = {}
     for name, r in (("off", runs), ("on", es_runs)):
         best, scores, note = compared_methods(r, per_config(r))
-        picks[name] = (best.set_index(["dataset", "method"])["config_id"], scores, note)
+        picks[name] = (best.set_index(["dataset", "method"]), scores, note)
     (best_off, scores_off, _), (best_on, scores_on, note_on) = picks["off"], picks["on"]
-    changed = sorted(f"{ds} {m}" for (ds, m), cid in best_off.items() if best_on.get((ds, m)) != cid)
+    changed, test_change = [], []
+    for (ds, m), pick in best_off.iterrows():
+        other = best_on.loc[(ds, m)] if (ds, m) in best_on.index else None
+        if other is None or other["config_id"] != pick["config_id"]:
+            gain = math.nan if other is None else other[SCORE] - pick[SCORE]
+            changed.append(f"{ds} {m} ({'no finished configuration' if other is None else f'test SVM {gain:+.3f}'})")
+            test_change.append(gain)
     ranks_off = average_ranks(scores_off)["avg_rank"].round(2).to_dict()
     ranks_on = average_ranks(scores_on)["avg_rank"].round(2).to_dict()
     n_ssl = int((trials["ssl_method"] != BASELINE_METHOD).sum())
@@ -110,7 +117,7 @@ def main() -> None:
            "stopped_at": sorted(set(stopped.values())), "train_s": float(train_s.sum()), "saved_s": saved_s,
            "saved_share": saved_s / float(train_s.sum()),
            "saved_epoch_share": saved_epochs / float(epochs.sum()), "selections": len(best_off),
-           "selections_changed": changed, "ranks_off": ranks_off, "ranks_on": ranks_on, "note_on": note_on}
+           "selections_changed": changed, "test_change_of_changed": test_change, "ranks_off": ranks_off, "ranks_on": ranks_on, "note_on": note_on}
     print(f"{len(stopped)} of {n_ssl} SSL trials stopped (at epochs {row['stopped_at']}); training saved "
           f"{saved_s:.0f} of {row['train_s']:.0f} s ({100 * row['saved_share']:.1f}%; "
           f"{100 * row['saved_epoch_share']:.1f}% of all trials' epochs)")
