@@ -91,7 +91,7 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in [
            evaluations=2, num_samples=2, seeds=1, train={"proj_dim": 256},
            stage2={"width": 64, "depth": 2, "epochs": 10, "eval_every": 5, "min_generate": 200, "n_boot": 50,
                    "fcn_epochs": 30, "fcn_patience": 10, "cas_epochs": 5, "cas_patience": 5}),
-    Budget("quick", "a laptop study: about 35 minutes on 2 cores for the small bundled datasets (projector 256, "
+    Budget("quick", "a laptop study: about 26 minutes on 2 cores for the small bundled datasets (projector 256, "
            "stated in the report)", steps=QUICK_STEPS, min_epochs=5, evaluations=2, num_samples=4, seeds=3,
            train={"proj_dim": 256},
            stage2={"width": 128, "depth": 2, "epochs": 100, "fcn_epochs": 200, "fcn_patience": 50, "cas_epochs": 30,
