@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlflow.tracking import MlflowClient  # noqa: E402
 from ray.tune.schedulers import TrialScheduler  # noqa: E402
 
+from results.cli import run_cli  # noqa: E402
 from results.contract import BASELINE_METHOD, SELECTION_METRIC  # noqa: E402
 from results.report import SCORE, compared_methods, load_study, per_config  # noqa: E402
 from results.stats import average_ranks  # noqa: E402
@@ -75,14 +76,14 @@ def replay(trials, client: MlflowClient, design: str = "study") -> dict[str, int
     return stopped
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--study", required=True)
     p.add_argument("--tracking-uri", required=True)
     p.add_argument("--design", default="study", choices=list(DESIGNS),
                    help="study: the scheduler as the study runs it; per-dataset: the first design, for comparison")
     p.add_argument("--json")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     runs = load_study(args.study, args.tracking_uri)
     trials = runs.trials
     if (trials["status"] == "KILLED").any():
@@ -133,4 +134,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
