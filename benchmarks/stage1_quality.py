@@ -5,7 +5,8 @@
 
 Runs are independent processes (one thread each, `--workers` at a time), trained with the study's loop
 on the whole train split; the test split is touched only for the reported metrics. `--reference CSV`
-(../shared/reference/reference_study_means.csv) prints the reference study's means beside ours.
+(../shared/reference/reference_study_means.csv) prints the reference study's means beside ours, with
+Welch's p for each difference; `--from-csv A.csv B.csv ...` prints that table for finished runs.
 
 `batchstat/*` is a diagnosis, never a result: the same test probes on features encoded with BatchNorm
 in training mode (statistics of each batch of 128, as the reference study's probes ran), the codebook
@@ -72,19 +73,65 @@ def run_one(dataset: str, config: str, seed: int, epochs: int, ucr_root: str | N
     return row
 
 
+def compare(frame, reference_csv: str | None):
+    """One row per (dataset, config, epochs): our mean, std and n per probe; with the reference, its mean,
+    our difference and Welch's two-sided p (ours over seeds against its 4 seeds' mean and std)."""
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    ref = None
+    if reference_csv:
+        ref = pd.read_csv(reference_csv)
+        ref = ref[ref["stage"] == "stage1"]
+        ref = ref.assign(config=ref["ssl_method"].where(ref["ssl_method"] == "none",
+                                                        ref["ssl_method"] + "+" + ref["augmentation"]))
+        ref = ref.set_index(["dataset", "config", "metric"])
+    rows = []
+    for (dataset, config, epochs), g in frame.groupby(["dataset", "config", "epochs"], sort=False):
+        row = {"dataset": dataset, "config": config, "epochs": epochs, "n": len(g)}
+        for probe, ref_metric in (("svm", "svm_accuracy"), ("knn", "knn_accuracy")):
+            x = g[f"test/{probe}_acc"].to_numpy(float)
+            row |= {f"{probe}": x.mean(), f"{probe} std": x.std(ddof=1) if len(x) > 1 else np.nan}
+            if ref is not None and (dataset, config, ref_metric) in ref.index:
+                r = ref.loc[(dataset, config, ref_metric)]
+                p = stats.ttest_ind_from_stats(x.mean(), x.std(ddof=1), len(x), r["mean"], r["std"], r["n_runs"],
+                                               equal_var=False).pvalue if len(x) > 1 else np.nan
+                row |= {f"ref {probe}": r["mean"], f"{probe} diff": x.mean() - r["mean"], f"{probe} p": p}
+        if "batchstat/svm_acc" in g and g["batchstat/svm_acc"].notna().any():
+            row["batchstat svm"] = g["batchstat/svm_acc"].mean()
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["dataset", "config", "epochs"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ucr-root")
-    p.add_argument("--datasets", required=True, help="comma-separated UCR names")
+    p.add_argument("--datasets", help="comma-separated UCR names")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1")
     p.add_argument("--seed-list", help="comma-separated seeds instead of --seeds (to add seeds to a table)")
     p.add_argument("--configs", default=",".join(REFERENCE))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", required=True, help="CSV file (rows are appended as runs finish)")
+    p.add_argument("--out", help="CSV file (rows are appended as runs finish)")
+    p.add_argument("--from-csv", nargs="+", metavar="CSV", help="train nothing: compare the rows of these CSVs")
     p.add_argument("--reference", help="the reference study's per-configuration means (CSV) to print beside ours")
     args = p.parse_args()
+    import pandas as pd
+
+    if args.from_csv:
+        frame = pd.concat([pd.read_csv(f) for f in args.from_csv], ignore_index=True)
+    elif args.datasets and args.out:
+        frame = pd.DataFrame(train_all(args))
+    else:
+        p.error("give --datasets and --out to train, or --from-csv to compare finished runs")
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print("\nmean and std over seeds; p: Welch's t-test against the reference's 4 seeds\n"
+              + compare(frame, args.reference).round(3).to_string())
+
+
+def train_all(args) -> list[dict]:
     from tune.cli import parse_overrides
 
     overrides = parse_overrides(args.overrides)
@@ -93,31 +140,20 @@ def main() -> None:
             for s in seeds]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
     with out.open("w", newline="") as fh, ProcessPoolExecutor(args.workers) as pool:
         writer = csv.DictWriter(fh, COLUMNS)
         writer.writeheader()
         futures = [pool.submit(run_one, d, c, s, args.epochs, args.ucr_root, overrides) for d, c, s in jobs]
-        rows = []
         for f in futures:
             row = f.result()
             rows.append(row)
             writer.writerow(row)
             fh.flush()
             print(f"{row['dataset']:24s} {row['config']:20s} seed {row['seed']}  svm {row['test/svm_acc']:.3f}  "
-                  f"knn {row['test/knn_acc']:.3f}  batchstat svm {row['batchstat/svm_acc']:.3f}  recon {row['test/recon_loss']:.4f}  {row['train_s']:.0f}s", flush=True)
-    import pandas as pd
-
-    frame = pd.DataFrame(rows)
-    table = frame.groupby(["dataset", "config"])[["test/svm_acc", "test/knn_acc", "batchstat/svm_acc", "test/recon_loss", "train_s"]].agg(
-        ["mean", "std"])
-    table.columns = [f"{m} {s}" for m, s in table.columns]
-    if args.reference:
-        ref = pd.read_csv(args.reference)
-        ref = ref[(ref["stage"] == "stage1") & ref["metric"].isin(["svm_accuracy", "knn_accuracy"])]
-        ref["config"] = ref["ssl_method"].where(ref["ssl_method"] == "none", ref["ssl_method"] + "+" + ref["augmentation"])
-        wide = ref.pivot_table(index=["dataset", "config"], columns="metric", values="mean")
-        table = table.join(wide.rename(columns={"svm_accuracy": "reference svm", "knn_accuracy": "reference knn"}))
-    print(f"\nmean and std over seeds {seeds}\n" + table.round(4).to_string())
+                  f"knn {row['test/knn_acc']:.3f}  batchstat svm {row['batchstat/svm_acc']:.3f}  "
+                  f"recon {row['test/recon_loss']:.4f}  {row['train_s']:.0f}s", flush=True)
+    return rows
 
 
 if __name__ == "__main__":
