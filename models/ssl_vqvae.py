@@ -2,7 +2,8 @@
 
 x     -> STFT -> encoder -> z     -> quantizer -> z_q -> decoder -> x_hat      (tokenizer loss)
 x_aug -> STFT -> encoder -> z_aug (not quantized)     -> decoder -> x_aug_hat  (aug_recon_weight *)
-SSL loss between pool(z_q) and pool(z_aug) (Barlow Twins or VIbCReg through B's SSLHead).
+SSL loss between pool(z_q) and pool(z_aug) (Barlow Twins or VIbCReg through B's SSLHead); with
+ssl_latent="z" the clean view enters before quantization, pool(z), as the reference's later code does.
 
 The two views go through the shared encoder in separate passes, as in the reference: the encoder
 and decoder use BatchNorm, and one joint batch would normalise the clean view with statistics of
@@ -20,6 +21,8 @@ from torch import Tensor, nn
 
 from models.modes import frozen_bn_stats
 from models.ssl import SSL_METHODS, SSLHead, pool
+
+SSL_LATENTS = ("z_q", "z")   # which clean-view latent the SSL loss sees: quantized (straight-through) or not
 from models.tokenizer import Tokenizer, TokenizerConfig, TokenizerOutput, time_to_timefreq, timefreq_to_time
 
 
@@ -34,11 +37,13 @@ class SSLVQVAE(nn.Module):
     """forward(x, x_aug) -> StepOutput; ssl_method "none" is the TimeVQVAE baseline and ignores x_aug."""
 
     def __init__(self, length: int, tokenizer_cfg: TokenizerConfig = TokenizerConfig(), ssl_method: str = "none",
-                 aug_recon_weight: float = 0.1, proj_dim: int = 4096):
+                 aug_recon_weight: float = 0.1, proj_dim: int = 4096, ssl_latent: str = "z_q"):
         super().__init__()
         if ssl_method not in SSL_METHODS:
             raise ValueError(f"unknown ssl_method {ssl_method!r}; choose one of {', '.join(SSL_METHODS)}")
-        self.ssl_method, self.aug_recon_weight = ssl_method, aug_recon_weight
+        if ssl_latent not in SSL_LATENTS:
+            raise ValueError(f"unknown ssl_latent {ssl_latent!r}; choose one of {', '.join(SSL_LATENTS)}")
+        self.ssl_method, self.aug_recon_weight, self.ssl_latent = ssl_method, aug_recon_weight, ssl_latent
         self.tokenizer = Tokenizer(length, tokenizer_cfg)
         self.ssl_head = None if ssl_method == "none" else SSLHead(ssl_method, 2 * tokenizer_cfg.code_dim, proj_dim)
 
@@ -51,7 +56,8 @@ class SSLVQVAE(nn.Module):
                 raise ValueError(f"ssl_method {self.ssl_method!r} needs the augmented view x_aug in training mode")
             aug_recon, z_aug = self._aug_branch(x_aug)
             terms["aug_recon"] = self.aug_recon_weight * aug_recon
-            terms["ssl"] = self.ssl_head(pool(out.z_q), pool(z_aug))
+            clean = out.z_q if self.ssl_latent == "z_q" else out.z
+            terms["ssl"] = self.ssl_head(pool(clean), pool(z_aug))
         # detached tensors, not floats: reading them would stall every step on a GPU, and training needs only loss
         return StepOutput(sum(terms.values()), {k: v.detach() for k, v in terms.items()}, out)
 

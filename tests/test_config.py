@@ -35,6 +35,7 @@ def test_bad_value_type():
     ({"ssl_method": "simclr"}, "unknown ssl_method 'simclr'; choose one of none, barlowtwins, vibcreg"),
     ({"ssl_method": "vibcreg", "aug_set": "twist"}, "twist"),
     ({"epochs": 0}, "at least 1"),
+    ({"ssl_latent": "zq"}, "unknown ssl_latent .zq.; use z_q"),
 ])
 def test_invalid_values_are_rejected(values, match):
     with pytest.raises(ValueError, match=match):

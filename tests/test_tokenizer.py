@@ -163,6 +163,33 @@ def test_ssl_vqvae_losses_finite_and_backward(method):
         assert all(p.grad is not None for p in model.ssl_head.parameters())
 
 
+def test_ssl_latent_chooses_the_clean_views_latent():
+    """ssl_latent="z" feeds the SSL head the pre-quantization latent: same weights, same batch, a different loss,
+    and the one that a head fed pool(z) by hand computes."""
+    from models.ssl import pool
+
+    torch.manual_seed(0)
+    model = SSLVQVAE(60, SMALL, ssl_method="barlowtwins", proj_dim=32).train()
+    x, x_aug = torch.randn(8, 1, 60), torch.randn(8, 1, 60)
+    start = state(model)
+    losses = {}
+    for latent in ("z_q", "z"):
+        model.load_state_dict(start)
+        model.ssl_latent = latent
+        with torch.no_grad():
+            losses[latent] = model(x, x_aug).terms["ssl"]
+    assert not torch.allclose(losses["z_q"], losses["z"])
+    model.load_state_dict(start)
+    with torch.no_grad():
+        z = model.tokenizer(x).z
+        model.load_state_dict(start)
+        _, z_aug = model._aug_branch(x_aug)
+        model.load_state_dict(start)
+        assert torch.allclose(model.ssl_head(pool(z), pool(z_aug)), losses["z"], rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown ssl_latent 'zq'"):
+        SSLVQVAE(60, SMALL, ssl_method="vibcreg", ssl_latent="zq")
+
+
 def test_baseline_ignores_x_aug_and_builds_no_projector():
     model = SSLVQVAE(60, SMALL, ssl_method="none", proj_dim=32).eval()
     assert model.ssl_head is None and not any("ssl_head" in k for k in model.state_dict())

@@ -93,6 +93,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-3
     proj_dim: int = 4096             # SSL projector width (reference 4096)
+    ssl_latent: str = "z_q"          # clean-view latent of the SSL loss: z_q (quantized) | z (before quantization)
     val_fraction: float = 0.0        # > 0: a validation split held out of training (selection is cross-validated)
     nan_policy: str = "resample"     # how NaN padding of variable-length series is handled
     device: str = "auto"             # auto | cpu | cuda
@@ -111,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0 and weight_decay, aug_recon_weight >= 0, proj_dim >= 1; got lr={self.lr}, "
                              f"weight_decay={self.weight_decay}, aug_recon_weight={self.aug_recon_weight}, "
                              f"proj_dim={self.proj_dim}")
+        if self.ssl_latent not in ("z_q", "z"):
+            raise ValueError(f"unknown ssl_latent {self.ssl_latent!r}; use z_q (quantized) or z (before quantization)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         check_device_name(self.device)

@@ -33,7 +33,7 @@ DATA_KEYS = ("dataset", "seed", "val_fraction", "nan_policy")   # what stage 2 n
 
 def build_model(cfg: TrainConfig, length: int) -> SSLVQVAE:
     return SSLVQVAE(length, cfg.tokenizer, ssl_method=cfg.ssl_method,
-                    aug_recon_weight=cfg.aug_recon_weight, proj_dim=cfg.proj_dim)
+                    aug_recon_weight=cfg.aug_recon_weight, proj_dim=cfg.proj_dim, ssl_latent=cfg.ssl_latent)
 
 
 def load_tokenizer(path: str | Path, device: str = "cpu") -> tuple[Tokenizer, dict]:
