@@ -121,6 +121,9 @@ def main() -> None:
     import pandas as pd
 
     if args.from_csv:
+        missing = [f for f in args.from_csv if not Path(f).is_file()]
+        if missing:
+            p.error(f"no such CSV: {', '.join(missing)}; give files that an earlier --out wrote")
         frame = pd.concat([pd.read_csv(f) for f in args.from_csv], ignore_index=True)
     elif args.datasets and args.out:
         frame = pd.DataFrame(train_all(args))
