@@ -11,6 +11,7 @@ from typing import Any
 
 from datasets.augment import parse_aug_set
 from models.ssl import SSL_METHODS
+from models.ssl_vqvae import SSL_LATENTS
 from models.tokenizer import TokenizerConfig
 from results.cli import UsageError
 
@@ -112,7 +113,7 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0 and weight_decay, aug_recon_weight >= 0, proj_dim >= 1; got lr={self.lr}, "
                              f"weight_decay={self.weight_decay}, aug_recon_weight={self.aug_recon_weight}, "
                              f"proj_dim={self.proj_dim}")
-        if self.ssl_latent not in ("z_q", "z"):
+        if self.ssl_latent not in SSL_LATENTS:
             raise ValueError(f"unknown ssl_latent {self.ssl_latent!r}; use z_q (quantized) or z (before quantization)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
