@@ -48,14 +48,12 @@ def test_samples_get_their_own_parameters(fn):
     assert all(not torch.equal(y[0], y[i]) for i in range(1, 6))
 
 
-def test_amplitude_resize_scales_each_time_step_alike_across_channels():
-    x = batch(b=64, c=3)
+def test_amplitude_resize_is_a_per_sample_scalar_multiple():
+    x = batch(b=256, c=3)
     y = amplitude_resize(x, gen())
     ratio = y / x  # (b, c, l)
-    assert torch.allclose(ratio, ratio[:, :1, :].expand_as(ratio), rtol=1e-5)  # one factor per (sample, step)
-    assert not torch.allclose(ratio[:, 0, :], ratio[:, 0, :1].expand(-1, x.shape[2]))  # steps differ
-    assert ratio[:, 0, :].std().item() == pytest.approx(0.1, rel=0.1)
-    assert ratio[:, 0, :].mean().item() == pytest.approx(1.0, abs=0.01)
+    assert torch.allclose(ratio, ratio[:, :1, :1].expand_as(ratio), rtol=1e-5)
+    assert ratio[:, 0, 0].std().item() == pytest.approx(0.2, rel=0.2)
 
 
 def test_slice_and_shuffle_permutes_each_sample():
@@ -78,7 +76,7 @@ def test_tiny_lengths():
 
 def test_window_warp_with_factor_one_is_identity():
     x = batch()
-    assert torch.equal(window_warp(x, gen(), scales=(1.0,)), x)
+    assert torch.equal(window_warp(x, gen(), min_scale=1.0, max_scale=1.0), x)
 
 
 def test_window_warp_stays_in_range():
@@ -99,19 +97,14 @@ def reference_warp(x: np.ndarray, start: int, width: int, factor: float) -> np.n
     return np.interp(np.interp(u, warped_knots, source_knots), np.arange(l), x)
 
 
-@pytest.mark.parametrize("scales", [(1.7,), (0.1, 1.1)])
-def test_window_warp_matches_piecewise_linear_oracle(scales):
-    l = 30
+def test_window_warp_matches_piecewise_linear_oracle():
+    l, factor = 30, 1.7
     x = batch(b=16, c=1, l=l)
-    y = window_warp(x, gen(), window_ratio=0.4, scales=scales)
+    y = window_warp(x, gen(), window_ratio=0.4, min_scale=factor, max_scale=factor)
     width = round(0.4 * l)
-    used = set()
-    for xi, yi in zip(x[:, 0].numpy(), y[:, 0].numpy()):  # some (window start, scale) must explain each sample
-        errors = {(s, f): np.abs(reference_warp(xi, s, width, f) - yi).max() for s in range(l - width + 1) for f in scales}
-        best = min(errors, key=errors.get)
-        assert errors[best] < 1e-5
-        used.add(best[1])
-    assert used == set(scales)  # every scale is drawn
+    for xi, yi in zip(x[:, 0].numpy(), y[:, 0].numpy()):  # some window start must explain each sample
+        errors = [np.abs(reference_warp(xi, s, width, factor) - yi).max() for s in range(l - width + 1)]
+        assert min(errors) < 1e-5
 
 
 def test_gaussian_noise_std():
