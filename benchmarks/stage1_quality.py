@@ -144,9 +144,11 @@ def train_all(args) -> list[dict]:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    with out.open("w", newline="") as fh, ProcessPoolExecutor(args.workers) as pool:
-        writer = csv.DictWriter(fh, COLUMNS)
-        writer.writeheader()
+    fresh = not out.exists() or out.stat().st_size == 0
+    with out.open("a", newline="") as fh, ProcessPoolExecutor(args.workers) as pool:  # adds to an earlier --out
+        writer = csv.DictWriter(fh, COLUMNS, lineterminator="\n")
+        if fresh:
+            writer.writeheader()
         futures = [pool.submit(run_one, d, c, s, args.epochs, args.ucr_root, overrides) for d, c, s in jobs]
         for f in futures:
             row = f.result()
