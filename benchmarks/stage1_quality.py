@@ -126,6 +126,8 @@ def main() -> None:
             p.error(f"no such CSV: {', '.join(missing)}; give files that an earlier --out wrote")
         frame = pd.concat([pd.read_csv(f) for f in args.from_csv], ignore_index=True)
     elif args.datasets and args.out:
+        if Path(args.out).is_dir():
+            p.error(f"--out {args.out} is a folder; give a CSV file path (new, or an earlier --out to add rows to)")
         frame = pd.DataFrame(train_all(args))
     else:
         p.error("give --datasets and --out to train, or --from-csv to compare finished runs")

@@ -21,9 +21,9 @@ from torch import Tensor, nn
 
 from models.modes import frozen_bn_stats
 from models.ssl import SSL_METHODS, SSLHead, pool
+from models.tokenizer import Tokenizer, TokenizerConfig, TokenizerOutput, time_to_timefreq, timefreq_to_time
 
 SSL_LATENTS = ("z_q", "z")   # which clean-view latent the SSL loss sees: quantized (straight-through) or not
-from models.tokenizer import Tokenizer, TokenizerConfig, TokenizerOutput, time_to_timefreq, timefreq_to_time
 
 
 @dataclass(frozen=True)
