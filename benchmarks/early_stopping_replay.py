@@ -35,7 +35,7 @@ from results.cli import run_cli  # noqa: E402
 from results.contract import BASELINE_METHOD, SELECTION_METRIC  # noqa: E402
 from results.report import SCORE, compared_methods, load_study, per_config  # noqa: E402
 from results.stats import average_ranks  # noqa: E402
-from tune.study.scheduler import GRACE_FRACTION, RACE_KEYS, TIME_ATTR, PerDatasetASHA  # noqa: E402
+from tune.study.scheduler import GRACE_FRACTION, RACE_KEYS, TIME_ATTR, SeedMeanHalving  # noqa: E402
 
 
 @dataclass
@@ -56,16 +56,16 @@ def replay(trials, client: MlflowClient, design: str = "study") -> dict[str, int
     epochs = {ds: int(g["epochs"].astype(float).max()) for ds, g in ssl.groupby("dataset")}
     every = {ds: int(g["eval_every"].astype(float).max()) for ds, g in ssl.groupby("dataset")}
     race_keys, grace = DESIGNS[design]
-    asha = PerDatasetASHA(epochs, every, metric=SELECTION_METRIC, mode="max", race_keys=race_keys,
-                          grace_fraction=grace)
+    seeds = int(trials["seed"].nunique())
+    asha = SeedMeanHalving(epochs, every, seeds, metric=SELECTION_METRIC, mode="max", race_keys=race_keys,
+                           grace_fraction=grace)
     events, replayed = [], {}
     for row in ssl.itertuples():
         replayed[row.key] = ReplayedTrial(row.key, {"dataset": row.dataset, "ssl_method": row.ssl_method,
-                                                    "aug_set": row.aug_set, "seed": int(row.seed)})
+                                                    "aug_set": row.aug_set, "aug_recon_weight": row.aug_recon_weight,
+                                                    "config": row.config_id, "seed": int(row.seed)})
         for m in client.get_metric_history(row.run_id, SELECTION_METRIC):
             events.append((m.timestamp, row.key, m.step, m.value))
-    for trial in replayed.values():
-        asha.on_trial_add(None, trial)
     stopped: dict[str, int] = {}
     for _, key, step, value in sorted(events):
         if key in stopped:

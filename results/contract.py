@@ -30,6 +30,9 @@ GEN_METRICS = ("gen/fid", "gen/is", "gen/cas")
 # as the parent runs' param OBJECTIVES_PARAM; the first is the one Tune, schedulers and "best" use.
 OBJECTIVES = {"probe": (SELECTION_METRIC, "max"), "recon": ("val/recon_loss", "min")}
 OBJECTIVES_PARAM = "objectives"
+PLANNED_CONFIGS_PARAM = "configs"    # on a parent: the configurations its dataset's search plans (every cell's quota)
+SEEDS_PARAM = "seeds"                # on a parent: seeds per configuration; selection uses only configurations with all
+PLANNED_SEEDS = "planned_seeds"      # the runs reader's column on each trial: its parent's SEEDS_PARAM
 
 # the parameters that name a configuration in tables and run names
 IDENTITY_PARAMS = ("ssl_method", "aug_set", "aug_recon_weight")

@@ -12,8 +12,8 @@ import pandas as pd  # noqa: E402
 
 from results.stats import average_ranks  # noqa: E402
 
-PANELS = [("test_svm_acc", "test SVM accuracy"), ("test_knn_acc", "test KNN accuracy"),
-          ("test_recon_loss", "test reconstruction loss")]
+PANELS = [("val_svm_acc", "validation SVM acc.\n(CV on train: the objective)"), ("test_svm_acc", "test SVM accuracy"),
+          ("test_knn_acc", "test KNN accuracy"), ("test_recon_loss", "test reconstruction loss")]
 
 
 YARDSTICK_LINES = {"test_svm_acc": [("raw/svm_acc", "raw series (same probe)"), ("raw/1nn_acc", "1-NN ED (raw)"),
@@ -21,6 +21,7 @@ YARDSTICK_LINES = {"test_svm_acc": [("raw/svm_acc", "raw series (same probe)"), 
                    "test_knn_acc": [("raw/knn_acc", "raw series (same probe)"), ("raw/1nn_acc", "1-NN ED (raw)"),
                                      ("raw/minirocket_acc", "MiniRocket (supervised)")]}
 YARDSTICK_STYLE = {"raw/svm_acc": ":", "raw/knn_acc": ":", "raw/1nn_acc": "-.", "raw/minirocket_acc": "--"}
+DODGE = 0.15        # of the smallest gap between weights: methods sit side by side, not on one another
 
 
 def method_colours(ssl_methods, baseline: str = "none") -> dict[str, str]:
@@ -30,16 +31,20 @@ def method_colours(ssl_methods, baseline: str = "none") -> dict[str, str]:
 
 def weight_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], baseline: str = "none",
                   yardsticks: dict[str, float] | None = None):
-    """Probe accuracies and reconstruction loss against aug_recon_weight, one column per augmentation set,
-    one colour per SSL method, the baseline as a band and the raw-series yardsticks as lines; `table` is
-    report.per_config's. None if nothing searched."""
+    """The ablation's figure for one dataset: the validation objective, test probe accuracies and test
+    reconstruction loss against aug_recon_weight, one column per augmentation set, one line per SSL method
+    (mean over seeds, a 95% t-interval where there are several seeds), the baseline as a band and the
+    raw-series yardsticks as lines; `table` is report.per_config's. None if nothing searched."""
     d = table[table["dataset"] == dataset]
-    base, searched = d[d["method"] == baseline], d[d["method"] != baseline]
+    base, searched = d[d["method"] == baseline], d[(d["method"] != baseline) & (d["n_seeds"] > 0)]
     augs = sorted(searched["aug_set"].unique())
     if not augs:
         return None
-    fig, axes = plt.subplots(len(PANELS), len(augs), figsize=(3.4 * len(augs), 7), squeeze=False, sharex=True,
-                             sharey="row", gridspec_kw={"wspace": 0.3, "hspace": 0.12})
+    weights = sorted(searched["aug_recon_weight"].dropna().unique())
+    gap = min((b - a for a, b in zip(weights, weights[1:])), default=0.05)
+    methods = sorted(searched["ssl_method"].unique())
+    fig, axes = plt.subplots(len(PANELS), len(augs), figsize=(3.6 * len(augs) + 1, 9), squeeze=False, sharex=True,
+                             sharey="row", gridspec_kw={"wspace": 0.15, "hspace": 0.15})
     for j, aug in enumerate(augs):
         for i, (metric, label) in enumerate(PANELS):
             ax, mean, ci = axes[i, j], f"{metric}_mean", f"{metric}_ci95"
@@ -53,17 +58,25 @@ def weight_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], ba
             for key, line_label in YARDSTICK_LINES.get(metric, []):
                 if key in (yardsticks or {}):
                     ax.axhline(yardsticks[key], color="tab:brown", lw=1, ls=YARDSTICK_STYLE[key], label=line_label)
-            for ssl, g in searched[searched["aug_set"] == aug].groupby("ssl_method"):
+            for k, (ssl, g) in enumerate(searched[searched["aug_set"] == aug].groupby("ssl_method")):
                 g = g.sort_values("aug_recon_weight")
-                ax.errorbar(g["aug_recon_weight"], g[mean], yerr=g[ci].fillna(0), color=colours[ssl], marker="o",
-                            ms=4, capsize=3, ls="-" if g["aug_recon_weight"].is_unique else "none", label=ssl)
-            ax.set_ylabel(label if j == 0 else "")
+                x = g["aug_recon_weight"] + DODGE * gap * (k - (len(methods) - 1) / 2)
+                half = g[ci].where(g["n_seeds"] > 1)
+                ax.errorbar(x, g[mean], yerr=None if half.isna().all() else half.fillna(0), color=colours[ssl],
+                            marker="os^D"[k % 4], ms=4, capsize=3, lw=1.2,
+                            ls="-" if g["aug_recon_weight"].is_unique else "none", label=ssl)
+            ax.set_ylabel(label if j == 0 else "", fontsize=8)
+            ax.ticklabel_format(axis="y", useOffset=False, style="plain")
             ax.grid(alpha=0.3)
         axes[0, j].set_title(f"{dataset}, aug {aug}", fontsize=10)
         axes[-1, j].set_xlabel("aug_recon_weight")
+        axes[-1, j].set_xticks(weights)
+        axes[-1, j].set_xticklabels([f"{w:g}" for w in weights])
+    seeds = sorted(int(n) for n in searched["n_seeds"].unique())
     legend = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(legend.values(), legend.keys(), loc="upper left", bbox_to_anchor=(0.91, 0.88), fontsize=8,
-               title="mean, 95% t-interval", title_fontsize=8)
+               title=f"mean over {'/'.join(map(str, seeds))} seed(s)" + (", 95% t-interval" if max(seeds) > 1 else ""),
+               title_fontsize=8)
     return fig
 
 
@@ -82,8 +95,12 @@ def cd_figure(scores: pd.DataFrame, alpha: float = 0.05) -> tuple[object, str]:
             warnings.simplefilter("ignore")
             fig, _ = plot_critical_difference(complete.to_numpy(), list(complete.columns), alpha=alpha,
                                               test="wilcoxon", correction="holm")
-        return fig, (f"Critical-difference diagram over {len(complete)} datasets: Wilcoxon signed-rank, Holm, "
-                     f"alpha {alpha}; methods joined by a bar are not significantly different{note}.")
+        k = complete.shape[1]
+        return fig, (f"Critical-difference diagram (aeon) over {len(complete)} datasets: a Friedman test gates it, "
+                     f"then methods are joined by a bar where aeon's pairwise one-sided Wilcoxon signed-rank tests "
+                     f"do not separate them at alpha/(k-1) = {alpha / (k - 1):.3g} (k = {k} methods). The p-values "
+                     f"against the baseline below are this report's own two-sided Wilcoxon tests with Holm's "
+                     f"step-down{note}.")
     ranks = average_ranks(scores)
     fig, ax = plt.subplots(figsize=(6, 1 + 0.35 * max(len(ranks), 1)))
     ax.barh(list(ranks.index), ranks["avg_rank"], color="C0")

@@ -25,8 +25,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from results.cli import UsageError, run_cli  # noqa: E402
 from results.contract import (BASELINE_METHOD, CONFIG_TAG, DEFAULT_RESULTS_DIR, IDENTITY_PARAMS, KEY_TAG,  # noqa: E402
-                              CONFIGS_TAG, OBJECTIVES_PARAM, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL,
-                              config_id, default_tracking_uri)
+                              CONFIGS_TAG, OBJECTIVES_PARAM, PARENT_TAG, PLANNED_CONFIGS_PARAM, PLANNED_SEEDS,
+                              ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SEEDS_PARAM, config_id, default_tracking_uri)
+from results.ablation import answer_lines, aug_effects, thesis_verdict, weight_effects  # noqa: E402
 from results.figures import cd_figure, method_colours, pareto_figure, save_figure, weight_figure  # noqa: E402
 from results.pareto import front, front_counts, objective_specs  # noqa: E402
 from results.selection import select_best  # noqa: E402
@@ -44,7 +45,7 @@ BASELINE = BASELINE_METHOD
 @dataclass(frozen=True)
 class StudyRuns:
     name: str
-    parents: pd.DataFrame     # one row per dataset: run_id, dataset, seeds, num_samples
+    parents: pd.DataFrame     # one row per dataset: run_id, dataset, seeds, configs (planned), yardsticks
     trials: pd.DataFrame      # one row per child run: run_id, parent, key, config_id, status, error, params, metrics
     config: list[str]         # the params that identify a configuration (CONFIG + any other that varies)
     params: list[str]         # every param of the trial runs (the whole resolved config)
@@ -77,14 +78,14 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
     except MlflowException as err:
         raise UsageError(f"cannot read the MLflow store {tracking_uri}: {str(err).splitlines()[0]}") from None
     parents = pd.DataFrame([{"run_id": r.info.run_id, "dataset": r.data.tags.get("dataset", r.info.run_name),
-                             **{k: _count(r.data.params.get(k)) for k in ("seeds", "num_samples")},
-                             "baseline_configs": _count(r.data.params.get("baseline_configs", "1")),
+                             SEEDS_PARAM: _count(r.data.params.get(SEEDS_PARAM)),
+                             PLANNED_CONFIGS_PARAM: _planned_configs(r.data.params),
                              "proj_dim": _count(r.data.params.get("proj_dim")),
                              "configs_run": _count(r.data.tags.get(CONFIGS_TAG)),
                              OBJECTIVES_PARAM: r.data.params.get(OBJECTIVES_PARAM, ""),
                              **{k: r.data.metrics.get(k, math.nan) for k in YARDSTICK_METRICS}}
                             for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT],
-                           columns=["run_id", "dataset", "seeds", "num_samples", "baseline_configs", "configs_run", "proj_dim",
+                           columns=["run_id", "dataset", SEEDS_PARAM, PLANNED_CONFIGS_PARAM, "configs_run", "proj_dim",
                                     OBJECTIVES_PARAM, *YARDSTICK_METRICS]).sort_values("dataset")
     children = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     params = sorted({k for r in children for k in r.data.params})
@@ -99,6 +100,7 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
     trials = trials.reindex(columns=list(dict.fromkeys(first + list(trials.columns))))
     trials["aug_recon_weight"] = pd.to_numeric(trials["aug_recon_weight"], errors="coerce")
     trials["seed"] = pd.to_numeric(trials["seed"], errors="coerce")
+    trials[PLANNED_SEEDS] = trials["parent"].map(dict(zip(parents["run_id"], parents[SEEDS_PARAM])))
     varying = [k for k in params if k not in (*CONFIG, "dataset", "seed") and trials[k].nunique(dropna=False) > 1]
     for k in varying:            # e.g. lr or codebook size in the `full` space: sort them as numbers
         number = pd.to_numeric(trials[k], errors="coerce")
@@ -121,12 +123,13 @@ def per_config(runs: StudyRuns) -> pd.DataFrame:
         row = {"dataset": ds, **{k: g[k].iloc[0] for k in runs.config}, "config_id": cid,
                "method": g["method"].iloc[0], "n_seeds": len(done),
                "n_failed": int(g["status"].isin(["FAILED", "KILLED"]).sum()),
-               "n_running": int((g["status"] == "RUNNING").sum())}
+               "n_running": int((g["status"] == "RUNNING").sum()),
+               "n_gen": int(pd.to_numeric(done.get("gen/fid"), errors="coerce").notna().sum()) if "gen/fid" in done else 0}
         for m in metrics:
             row[f"{col(m)}_mean"], row[f"{col(m)}_ci95"] = mean_ci(done[m])
         rows.append(row)
     table = pd.DataFrame(rows, columns=["dataset", *runs.config, "config_id", "method", "n_seeds", "n_failed",
-                                        "n_running"] + [f"{col(m)}_{s}" for m in metrics for s in ("mean", "ci95")])
+                                        "n_running", "n_gen"] + [f"{col(m)}_{s}" for m in metrics for s in ("mean", "ci95")])
     order = table.assign(_b=table["method"] != BASELINE).sort_values(["dataset", "_b", "method", *runs.config[2:]])
     return order.drop(columns="_b").reset_index(drop=True)
 
@@ -142,8 +145,8 @@ def best_per_method(runs: StudyRuns, table: pd.DataFrame, level: str = "method")
 
 
 def trial_status(runs: StudyRuns) -> pd.DataFrame:
-    """Per dataset: trials expected (seeds x configurations: those the finished search ran, else the
-    planned baseline configurations + num_samples), found by status, missing."""
+    """Per dataset: trials expected (seeds x the configurations the plan had from the start), found by
+    status, missing."""
     rows = []
     for p in runs.parents.itertuples():
         kids = runs.trials[runs.trials["parent"] == p.run_id]
@@ -151,9 +154,8 @@ def trial_status(runs: StudyRuns) -> pd.DataFrame:
         row = {"dataset": p.dataset, "expected": math.nan, "found": len(kids),
                **{s.lower(): int(counts.get(s, 0)) for s in ("FINISHED", "FAILED", "KILLED", "RUNNING")},
                "missing": math.nan}
-        if not (math.isnan(p.seeds) or math.isnan(p.num_samples)):
-            configs = p.configs_run if not math.isnan(p.configs_run) else p.baseline_configs + p.num_samples
-            expected = int(p.seeds) * int(configs)
+        if not (math.isnan(p.seeds) or math.isnan(p.configs)):
+            expected = int(p.seeds) * int(p.configs)
             row["expected"], row["missing"] = expected, max(expected - len(kids), 0)
         rows.append(row)
     return pd.DataFrame(rows, columns=["dataset", "expected", "found", "finished", "failed", "killed", "running",
@@ -190,6 +192,14 @@ def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> P
     yardsticks = yardstick_rows(runs.parents)
     selected = pd.concat([best, yardsticks], ignore_index=True).sort_values(["dataset"], kind="stable")
     shared += _tables(out, "selected", selected, _fmt_frame(selected), SELECTION_NOTE + YARDSTICK_NOTE)
+    weights, augs = weight_effects(runs.trials), aug_effects(runs.trials)
+    ablation = answer_lines(weights, augs) + ["", thesis_verdict(weights, augs)]
+    shared += _tables(out, "ablation_weight", weights, _fmt_frame(weights), ABLATION_NOTE)
+    shared += _tables(out, "ablation_aug_set", augs, _fmt_frame(augs), ABLATION_NOTE)
+    generation = generation_table(table)
+    if len(generation):
+        shared += _tables(out, "generation", generation, _display(generation, runs.config, counts=("n_seeds", "n_gen")),
+                          GENERATION_NOTE)
     objectives, pareto_lines = study_objectives(runs), []
     if len(objectives) > 1:     # a multi-objective study: its fronts, figures and how often each method is on one
         files, figures, pareto_lines = write_pareto(out, runs, table, objectives, colours)
@@ -197,10 +207,49 @@ def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> P
         for ds, paths in figures.items():
             per_dataset.setdefault(ds, []).extend(paths)
     (out / "summary.md").write_text(summary_text(runs, table, status, ranks, cd_note, best, yardsticks)
+                                    + _section("The ablation: does aug_recon_weight matter?", ablation)
+                                    + _section("Generation (stage 2)", generation_lines(generation))
                                     + "".join(f"{line}\n" for line in pareto_lines))
     shared.append(out / "summary.md")
     _log_to_parents(tracking_uri, runs.parents, shared, per_dataset)
     return out
+
+
+ABLATION_NOTE = ("ablation_weight: per SSL method and augmentation set, a Friedman test across aug_recon_weight "
+                 "on blocks (dataset, seed) finished at every weight; kendall_w: agreement of the blocks' orderings; "
+                 "weight_range: mean over blocks of the largest minus the smallest value across weights. "
+                 "ablation_aug_set: per SSL method, a two-sided Wilcoxon signed-rank test of the first set minus "
+                 "the second on blocks (dataset, weight, seed); aug_gap: mean absolute difference. Holm's "
+                 "step-down within each table. Test metrics, reported only: nothing is selected on them.")
+GENERATION_NOTE = ("Stage 2 (MaskGIT prior; FID and IS in the features of the dataset's supervised FCN, CAS: an "
+                   "FCN trained on generated series, tested on the real test split) for the configuration selected "
+                   "per dataset and SSL method by validation, the baseline included; mean and 95% t-interval over "
+                   "its seeds (n_gen: seeds with stage-2 metrics).")
+GEN_COLUMNS = ("gen_fid", "gen_is", "gen_cas")
+
+
+def generation_table(table: pd.DataFrame) -> pd.DataFrame:
+    """per_config's rows that have stage-2 metrics, with their FID / IS / CAS columns only."""
+    if "gen_fid_mean" not in table:
+        return table.iloc[0:0]
+    rows = table[table["gen_fid_mean"].notna()]
+    keep = [c for c in rows.columns if not c.endswith(("_mean", "_ci95")) or c.startswith(GEN_COLUMNS)]
+    return rows[keep].reset_index(drop=True)
+
+
+def generation_lines(generation: pd.DataFrame) -> list[str]:
+    if generation.empty:
+        return ["No stage-2 metrics (run with `--stage2 best`, the default, or `--stage2 all`)."]
+    lines = []
+    for ds, g in generation.groupby("dataset", sort=True):
+        parts = [f"{r.method} FID {_num(r.gen_fid_mean)}" + ("" if pd.isna(r.gen_fid_ci95) else f" ± {_num(r.gen_fid_ci95)}")
+                 + f", IS {_num(r.gen_is_mean)}, CAS {_num(r.gen_cas_mean)} (n={int(r.n_gen)})" for r in g.itertuples()]
+        lines.append(f"- {ds}: " + "; ".join(parts) + ".")
+    return lines + ["", "Lower FID is better; see generation.md for the intervals of IS and CAS."]
+
+
+def _section(title: str, lines: list[str]) -> str:
+    return "\n".join(["", f"## {title}", "", *lines]) + "\n"
 
 
 def study_objectives(runs: StudyRuns) -> list[tuple[str, str]]:
@@ -327,6 +376,7 @@ def summary_text(runs: StudyRuns, table: pd.DataFrame, status: pd.DataFrame, ran
         if len(bad):
             lines += ["", f"{label} trials:"] + [f"- {r.run_name} ({r.status}){': ' + r.error if r.error else ''}"
                                                  for r in bad.itertuples()]
+    lines += ["", "## Configurations per cell", "", CELLS_NOTE, "", markdown(cell_counts(table, runs.parents))]
     small = sorted({int(v) for v in runs.parents["proj_dim"].dropna() if v != REFERENCE_PROJ_DIM})
     if small:
         lines += ["", f"Model size: the SSL projector has {', '.join(map(str, small))} units, not the reference's "
@@ -361,6 +411,21 @@ def summary_text(runs: StudyRuns, table: pd.DataFrame, status: pd.DataFrame, ran
             lines += ["", "With fewer than 6 datasets a two-sided Wilcoxon test cannot reach p < 0.05: "
                           "no difference can be significant yet."]
     return "\n".join(lines) + "\n"
+
+
+CELLS_NOTE = ("Each (SSL method, augmentation set) cell of a dataset's search gets the same share of "
+              "configurations (the space's grid where it fits, else TPE); `run / complete` counts the "
+              "configurations that ran and those whose planned seeds all finished: only complete ones can be "
+              "selected, ranked or tested.")
+
+
+def cell_counts(table: pd.DataFrame, parents: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset (rows) and method (columns): `run / complete` configurations."""
+    planned = dict(zip(parents["dataset"], parents[SEEDS_PARAM]))
+    t = table.assign(complete=[n >= planned.get(ds, n) for ds, n in zip(table["dataset"], table["n_seeds"])])
+    counts = t.groupby(["dataset", "method"]).agg(run=("config_id", "size"), complete=("complete", "sum"))
+    shown = counts.apply(lambda r: f"{int(r['run'])} / {int(r['complete'])}", axis=1).unstack("method")
+    return shown.fillna("–").reset_index()
 
 
 def raw_series_lines(runs: StudyRuns, best: pd.DataFrame) -> list[str]:
@@ -420,6 +485,13 @@ def _log_to_parents(tracking_uri: str, parents: pd.DataFrame, shared: list[Path]
                 client.log_artifact(p.run_id, str(f), "report")
     except (MlflowException, OSError) as err:
         print(f"warning: report not logged to MLflow ({str(err).splitlines()[0]})", file=sys.stderr)
+
+
+def _planned_configs(params: dict) -> float:
+    """The parent's planned configurations (studies before the `configs` param: baseline + num_samples)."""
+    if PLANNED_CONFIGS_PARAM in params:
+        return _count(params[PLANNED_CONFIGS_PARAM])
+    return _count(params.get("baseline_configs", "1")) + _count(params.get("num_samples"))
 
 
 def _count(v) -> float:

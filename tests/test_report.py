@@ -1,7 +1,8 @@
 """The report on a small real MLflow store written through tune.tracking, in the study's exact layout.
 
-Study "main": 3 datasets x (baseline + 3 configurations) x 2 seeds = 24 trials expected, of which
-ArrowHead-0002-s1 FAILED, GunPoint-0001-s1 was never started and ItalyPowerDemand-0002-s0 is RUNNING.
+Study "main": 3 datasets x (baseline + 4 configurations) x 2 seeds = 30 trials expected, of which
+ArrowHead-0003-s1 FAILED, GunPoint-0001-s1 was never started and ItalyPowerDemand-0003-s0 is RUNNING: those
+configurations are incomplete, so selection, ranks and tests must skip them.
 Study "one-seed": one dataset, one seed. Study "empty": a parent run and no trial yet. Study "partial":
 vibcreg/slice fails on ItalyPowerDemand, so ranks may only use the other two datasets. Parents of
 "main" carry raw-series yardsticks (RAW).
@@ -24,9 +25,9 @@ from tune.study.tracking import StudyTracker, TrialRun, artifact_root
 REPO = Path(__file__).resolve().parents[1]
 T_975_DF1 = 12.706204736     # Student t quantile (0.975, 1 degree of freedom), from a table
 GROUPS = {"baseline": ("none", "none", 0.0), "0000": ("barlowtwins", "warp", 0.1),
-          "0001": ("barlowtwins", "warp", 0.2), "0002": ("vibcreg", "slice", 0.1)}
+          "0001": ("barlowtwins", "warp", 0.2), "0002": ("vibcreg", "slice", 0.1), "0003": ("vibcreg", "slice", 0.2)}
 DATASETS = ["ArrowHead", "GunPoint", "ItalyPowerDemand"]
-FAILED, MISSING, RUNNING = "ArrowHead-0002-s1", "GunPoint-0001-s1", "ItalyPowerDemand-0002-s0"
+FAILED, MISSING, RUNNING = "ArrowHead-0003-s1", "GunPoint-0001-s1", "ItalyPowerDemand-0003-s0"
 RAW = {"ArrowHead": 0.99, "GunPoint": 0.01, "ItalyPowerDemand": 0.5}    # raw/svm_acc: above / below every method
 
 
@@ -35,8 +36,10 @@ def final_metrics(rng, ds: str, group: str) -> dict[str, float]:
          "test/svm_acc": rng.uniform(0.6, 0.9), "test/knn_acc": rng.uniform(0.5, 0.9),
          "test/recon_loss": rng.uniform(0.05, 0.3), "codebook/perplexity": rng.uniform(5, 30),
          "codebook/usage": rng.uniform(0.3, 1), "time/train_s": rng.uniform(10, 20)}
-    if ds == "GunPoint" and group == "0001":      # best on validation, not on test: selection must pick it
+    if ds == "GunPoint" and group == "0001":      # best on validation but one seed never ran: never selected
         m["val/svm_acc"], m["test/svm_acc"] = 0.95, rng.uniform(0.5, 0.55)
+    if group == "0003":                           # best on validation wherever both seeds finished
+        m["val/svm_acc"], m["test/svm_acc"] = 0.9, rng.uniform(0.5, 0.55)
     return m
 
 
@@ -78,7 +81,8 @@ def store(tmp_path_factory):
     rng = np.random.default_rng(0)
     main_logged = make_study(uri, results, "main", DATASETS, 2, GROUPS, skip={MISSING}, fail={FAILED},
                              running={RUNNING}, rng=rng, raw=RAW)
-    make_study(uri, results, "partial", DATASETS, 2, GROUPS, fail={"ItalyPowerDemand-0002-s0", "ItalyPowerDemand-0002-s1"},
+    make_study(uri, results, "partial", DATASETS, 2, GROUPS, fail={f"ItalyPowerDemand-{g}-s{s}" for g in ("0002", "0003")
+                                                                   for s in (0, 1)},
                rng=rng)
     make_study(uri, results, "one-seed", ["GunPoint"], 1,
                {"baseline": GROUPS["baseline"], "0000": ("vibcreg", "gauss", 0.15)}, rng=rng)
@@ -114,8 +118,8 @@ def test_per_config_means_intervals_and_counts(store):
                     assert row[f"{c}_ci95"] == pytest.approx(T_975_DF1 * abs(values[0] - values[1]) / 2)
                 else:
                     assert math.isnan(row[f"{c}_ci95"])
-    assert table_row(table, "ArrowHead", "0002")[["n_seeds", "n_failed", "n_running"]].tolist() == [1, 1, 0]
-    assert table_row(table, "ItalyPowerDemand", "0002")[["n_seeds", "n_failed", "n_running"]].tolist() == [1, 0, 1]
+    assert table_row(table, "ArrowHead", "0003")[["n_seeds", "n_failed", "n_running"]].tolist() == [1, 1, 0]
+    assert table_row(table, "ItalyPowerDemand", "0003")[["n_seeds", "n_failed", "n_running"]].tolist() == [1, 0, 1]
     assert "gen_fid_mean" not in table        # stage-2 columns only when some run has them
     md = (out / "per_config.md").read_text()
     gp = table_row(table, "GunPoint", "0000")
@@ -126,13 +130,16 @@ def test_selection_by_validation_ranks_and_baseline_tests(store):
     out, logged = store["out"], store["logged"]
     selected = pd.read_csv(out / "selected.csv")
     gp = selected[(selected["dataset"] == "GunPoint") & (selected["method"] == "barlowtwins/warp")].iloc[0]
-    assert gp["aug_recon_weight"] == 0.2       # best validation, worse test than 0.1
-    assert gp["test_svm_acc_mean"] == pytest.approx(logged[("GunPoint", "0001", 0)]["test/svm_acc"])
-    methods = {"none": ["baseline"], "barlowtwins/warp": ["0000", "0001"], "vibcreg/slice": ["0002"]}
+    assert gp["aug_recon_weight"] == 0.1 and gp["n_seeds"] == 2     # 0.2 is best on validation but incomplete
+    vs = selected[(selected["dataset"] == "GunPoint") & (selected["method"] == "vibcreg/slice")].iloc[0]
+    assert vs["aug_recon_weight"] == 0.2       # complete there: best validation, worse test than 0.1
+    methods = {"none": ["baseline"], "barlowtwins/warp": ["0000", "0001"], "vibcreg/slice": ["0002", "0003"]}
     scores = pd.DataFrame(index=DATASETS, columns=list(methods), dtype=float)
+    complete = lambda ds, g: all((ds, g, s) in logged for s in range(2))
     for ds in DATASETS:
         for method, groups in methods.items():
-            best = max(groups, key=lambda g: np.mean([logged[k]["val/svm_acc"] for k in logged if k[:2] == (ds, g)]))
+            best = max([g for g in groups if complete(ds, g)],
+                       key=lambda g: np.mean([logged[k]["val/svm_acc"] for k in logged if k[:2] == (ds, g)]))
             scores.loc[ds, method] = np.mean([logged[k]["test/svm_acc"] for k in logged if k[:2] == (ds, best)])
     ranks = pd.read_csv(out / "ranks.csv").set_index("method")
     expected_rank = scores.rank(axis=1, ascending=False).mean()
@@ -141,7 +148,7 @@ def test_selection_by_validation_ranks_and_baseline_tests(store):
         diff = scores[method] - scores["none"]
         assert ranks.loc[method, ["wins", "losses", "n_paired"]].tolist() == [(diff > 0).sum(), (diff < 0).sum(), 3]
     assert (out / "cd_diagram.png").stat().st_size > 0 and (out / "cd_diagram.svg").exists()
-    assert "Critical-difference diagram over 3 datasets" in (out / "ranks.md").read_text()
+    assert "Critical-difference diagram (aeon) over 3 datasets" in (out / "ranks.md").read_text()
 
 
 def test_figures_summary_and_trial_accounting(store):
@@ -149,13 +156,13 @@ def test_figures_summary_and_trial_accounting(store):
     for ds in DATASETS:
         assert (out / f"weight_{ds}.png").stat().st_size > 0 and (out / f"weight_{ds}.svg").exists()
     summary = (out / "summary.md").read_text()
-    assert "Expected 24, finished 21, failed 1, killed 0, running 1, missing 1." in summary
+    assert "Expected 30, finished 27, failed 1, killed 0, running 1, missing 1." in summary
     assert f"- {FAILED} (FAILED): RuntimeError: boom" in summary
     assert f"- {RUNNING} (RUNNING)" in summary
     assert "not significantly different from none" in summary and "cannot reach p < 0.05" in summary
     assert "Means over up to 2 seeds with 95% t-intervals; 3 configuration(s) have one finished seed" in summary
     trials = pd.read_csv(out / "trials.csv")
-    assert len(trials) == 23 and set(trials["status"]) == {"FINISHED", "FAILED", "RUNNING"}
+    assert len(trials) == 29 and set(trials["status"]) == {"FINISHED", "FAILED", "RUNNING"}
 
 
 def test_artifacts_logged_to_parent_runs(store):
@@ -238,6 +245,14 @@ def test_weight_figure_keeps_its_panel_labels_beside_the_yardstick_lines(store):
     fig = weight_figure(table, "GunPoint", {"barlowtwins": "C0", "vibcreg": "C1", "none": "k"}, "none",
                         {"raw/svm_acc": 0.8, "raw/knn_acc": 0.7, "raw/1nn_acc": 0.75, "raw/minirocket_acc": 0.9})
     labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
-    assert labels == ["test SVM accuracy", "test KNN accuracy", "test reconstruction loss"]
+    assert labels == ["validation SVM acc.\n(CV on train: the objective)", "test SVM accuracy", "test KNN accuracy",
+                      "test reconstruction loss"]
     lines = {line.get_label() for ax in fig.axes for line in ax.get_lines()}
     assert {"raw series (same probe)", "1-NN ED (raw)", "MiniRocket (supervised)"} <= lines
+    fig.canvas.draw()
+    assert all(ax.yaxis.get_major_formatter().get_offset() == "" for ax in fig.axes)   # no offset notation
+    assert [t.get_text() for t in fig.axes[-1].get_xticklabels()] == ["0.1", "0.2"]
+    # methods at one weight sit side by side, not on one another
+    svm = fig.axes[2]              # first augmentation set's test SVM panel (rows first, then columns)
+    xs = [tuple(line.get_xdata()) for line in svm.get_lines() if line.get_label() in ("barlowtwins", "vibcreg")]
+    assert len(xs) == len(set(xs))

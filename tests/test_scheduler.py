@@ -1,84 +1,77 @@
-"""The early-stopping scheduler (races per dataset, method and seed), on Ray's real ASHA brackets (no cluster needed)."""
+"""The early-stopping scheduler: seed-complete decisions on configuration means, per (dataset, method, aug set)."""
 from dataclasses import dataclass, field
 
 from ray.tune.schedulers import TrialScheduler
 
-from tune.study.scheduler import PerDatasetASHA
+from tune.study.scheduler import SeedMeanHalving, keeps_going
+
+GO, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
 
 @dataclass
-class FakeTrial:           # the two attributes the schedulers read
+class FakeTrial:           # the two attributes the scheduler reads
     trial_id: str
     config: dict = field(default_factory=dict)
 
 
-def _trial(tid, dataset, method="vibcreg", aug_set="warp", seed=0):
-    return FakeTrial(tid, {"dataset": dataset, "ssl_method": method, "aug_set": aug_set, "seed": seed})
+def _trial(dataset, weight, seed, method="vibcreg", aug_set="warp"):
+    return FakeTrial(f"{dataset}-{method}-{aug_set}-{weight}-s{seed}",
+                     {"dataset": dataset, "ssl_method": method, "aug_set": aug_set, "aug_recon_weight": weight,
+                      "seed": seed})
 
 
-def test_trials_are_compared_within_their_dataset_only():
-    asha = PerDatasetASHA({"A": 9, "B": 9}, {"A": 1, "B": 1}, metric="m", mode="max")
-    strong = [_trial(f"a{i}", "A") for i in range(6)]
-    weak_b = _trial("b0", "B")
-    for t in [*strong, weak_b]:
-        asha.on_trial_add(None, t)
-    for i, t in enumerate(strong):      # A's trials reach the first rung with high scores
-        assert asha.on_trial_result(None, t, {"epochs_done": 3, "m": 0.9 + 0.01 * i}) == TrialScheduler.CONTINUE
-    # B's first trial is far below A's rung but alone in its own bracket: it continues
-    assert asha.on_trial_result(None, weak_b, {"epochs_done": 3, "m": 0.1}) == TrialScheduler.CONTINUE
-    weak_a = _trial("a-weak", "A")
-    asha.on_trial_add(None, weak_a)
-    assert asha.on_trial_result(None, weak_a, {"epochs_done": 3, "m": 0.1}) == TrialScheduler.STOP
-    assert asha.stopped == {"a-weak": 3}
+def _rung(sched, trial, value, epoch=3):
+    return sched.on_trial_result(None, trial, {"epochs_done": epoch, "m": value})
 
 
-def test_baseline_runs_whole_and_failed_results_are_ignored():
-    asha = PerDatasetASHA({"A": 9}, {"A": 1}, metric="m", mode="max")
-    trials = [_trial(f"a{i}", "A") for i in range(6)]
-    for i, t in enumerate(trials):
-        asha.on_trial_add(None, t)
-        asha.on_trial_result(None, t, {"epochs_done": 3, "m": 0.9})
-    base = _trial("base", "A", method="none")
-    asha.on_trial_add(None, base)
-    assert asha.on_trial_result(None, base, {"epochs_done": 3, "m": 0.0}) == TrialScheduler.CONTINUE
-    failing = _trial("nan", "A")
-    asha.on_trial_add(None, failing)
-    assert asha.on_trial_result(None, failing, {"epochs_done": 3, "m": float("nan")}) == TrialScheduler.CONTINUE
-    asha.on_trial_complete(None, failing, {"m": float("nan"), "trial_failed": "diverged"})
-    assert not asha.stopped
+def test_keeps_going_is_ashas_cutoff_on_means():
+    assert keeps_going(0.1, [], "max")                     # the first of a race always goes on
+    assert keeps_going(0.9, [0.5, 0.6, 0.7], "max")         # the best so far goes on
+    assert not keeps_going(0.5, [0.6, 0.7, 0.8], "max")
+    assert keeps_going(0.1, [0.2, 0.3, 0.4], "min")         # lower is better
 
 
-def test_trials_race_only_their_method_augmentations_and_seed():
-    """A slow starter (VIbCReg trails Barlow Twins early in the learning curves) is not stopped for it."""
-    asha = PerDatasetASHA({"A": 9}, {"A": 1}, metric="m", mode="max")
-    fast = [_trial(f"bt{i}", "A", method="barlowtwins") for i in range(6)]
-    for i, t in enumerate(fast):
-        asha.on_trial_add(None, t)
-        assert asha.on_trial_result(None, t, {"epochs_done": 3, "m": 0.9 + 0.01 * i}) == TrialScheduler.CONTINUE
-    slow = _trial("vib", "A", method="vibcreg")
-    asha.on_trial_add(None, slow)
-    assert asha.on_trial_result(None, slow, {"epochs_done": 3, "m": 0.1}) == TrialScheduler.CONTINUE
-    other_aug = _trial("bt-slice", "A", method="barlowtwins", aug_set="slice")    # another row of the report
-    asha.on_trial_add(None, other_aug)
-    assert asha.on_trial_result(None, other_aug, {"epochs_done": 3, "m": 0.1}) == TrialScheduler.CONTINUE
-    other_seed = _trial("bt-s1", "A", method="barlowtwins", seed=1)     # races only configurations of seed 1
-    asha.on_trial_add(None, other_seed)
-    assert asha.on_trial_result(None, other_seed, {"epochs_done": 3, "m": 0.1}) == TrialScheduler.CONTINUE
-    weak_bt = _trial("bt-weak", "A", method="barlowtwins")
-    asha.on_trial_add(None, weak_bt)
-    assert asha.on_trial_result(None, weak_bt, {"epochs_done": 3, "m": 0.1}) == TrialScheduler.STOP
+def test_a_configuration_goes_on_or_stops_with_all_its_seeds_on_their_mean():
+    sched = SeedMeanHalving({"A": 9}, {"A": 1}, seeds=2, metric="m", mode="max")
+    for w, (v0, v1) in zip((0.05, 0.1, 0.15), ((0.8, 0.8), (0.85, 0.85), (0.9, 0.9))):
+        assert _rung(sched, _trial("A", w, 0), v0) == GO
+        assert _rung(sched, _trial("A", w, 1), v1) == GO
+    # seed 0 alone looks best (0.95) but the mean over both seeds (0.6) is the worst: both stop together
+    lucky, unlucky = _trial("A", 0.2, 0), _trial("A", 0.2, 1)
+    assert _rung(sched, lucky, 0.95) == GO        # undecided until every seed has reported at the rung
+    assert _rung(sched, unlucky, 0.25) == STOP
+    assert _rung(sched, lucky, 0.96, epoch=4) == STOP    # the decision reaches the other seed at its next result
+    assert sched.stopped == {unlucky.trial_id: 3, lucky.trial_id: 4}
 
 
-def test_no_trial_is_stopped_before_a_third_of_its_run():
-    asha = PerDatasetASHA({"A": 30}, {"A": 4}, metric="m", mode="max")
-    assert asha.grace_period("A") == 12          # the first evaluation point at or after epoch 10
-    trials = [_trial(f"a{i}", "A") for i in range(7)]
-    for i, t in enumerate(trials[:6]):
-        asha.on_trial_add(None, t)
-        for epoch in (4, 8, 12):
-            asha.on_trial_result(None, t, {"epochs_done": epoch, "m": 0.9 + 0.01 * i})
-    weak = trials[6]
-    asha.on_trial_add(None, weak)
-    for epoch in (4, 8):
-        assert asha.on_trial_result(None, weak, {"epochs_done": epoch, "m": 0.0}) == TrialScheduler.CONTINUE
-    assert asha.on_trial_result(None, weak, {"epochs_done": 12, "m": 0.0}) == TrialScheduler.STOP
+def test_races_are_per_dataset_and_cell_and_the_baseline_runs_whole():
+    sched = SeedMeanHalving({"A": 9, "B": 9}, {"A": 1, "B": 1}, seeds=1, metric="m", mode="max")
+    for i, w in enumerate((0.05, 0.1, 0.15)):
+        assert _rung(sched, _trial("A", w, 0), 0.9 + 0.01 * i) == GO
+    assert _rung(sched, _trial("B", 0.05, 0), 0.1) == GO                  # alone in its dataset's race
+    assert _rung(sched, _trial("A", 0.05, 0, aug_set="slice"), 0.1) == GO  # alone in its cell's race
+    assert _rung(sched, _trial("A", 0.0, 0, method="none", aug_set="none"), 0.0) == GO
+    assert _rung(sched, _trial("A", 0.2, 0), 0.1) == STOP
+
+
+def test_a_failed_seed_does_not_hold_the_decision_and_nothing_is_decided_before_the_rung():
+    sched = SeedMeanHalving({"A": 9}, {"A": 1}, seeds=2, metric="m", mode="max")
+    assert sched.grace_period("A") == 3
+    for w in (0.05, 0.1):
+        for s in (0, 1):
+            _rung(sched, _trial("A", w, s), 0.9)
+    early = _trial("A", 0.2, 0)
+    assert _rung(sched, early, 0.1, epoch=2) == GO                 # before the rung: no decision
+    failed = _trial("A", 0.2, 1)
+    sched.on_trial_error(None, failed)                             # seed 1 failed without a score
+    assert _rung(sched, early, 0.1) == STOP                        # decided on the seed that scored
+
+
+def test_state_survives_save_and_restore(tmp_path):
+    sched = SeedMeanHalving({"A": 9}, {"A": 1}, seeds=1, metric="m", mode="max")
+    for w in (0.05, 0.1, 0.15):
+        _rung(sched, _trial("A", w, 0), 0.9)
+    sched.save(str(tmp_path / "s.pkl"))
+    restored = SeedMeanHalving({"A": 9}, {"A": 1}, seeds=1, metric="m", mode="max")
+    restored.restore(str(tmp_path / "s.pkl"))
+    assert _rung(restored, _trial("A", 0.2, 0), 0.1) == STOP

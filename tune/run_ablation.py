@@ -2,7 +2,8 @@
 
 Each dataset is its own seeded Optuna search (objectives are not comparable across datasets); all
 datasets' searches share the cluster. Every study also trains the `none` baseline once per dataset
-and seed. Selection uses the validation split only; test metrics are reported, never optimised.
+and seed. Selection uses a cross-validated probe on the train split only; test metrics are reported,
+never optimised.
 
 examples:
   python tune/run_ablation.py --space aug_weight                 # small bundled datasets, quick budget
@@ -31,16 +32,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what = p.add_argument_group("what to study")
     what.add_argument("--space", help="named search space (see --list-spaces): aug_weight, aug_set, ssl, full")
     what.add_argument("--list-spaces", action="store_true", help="print the spaces, their ranges and the budgets")
-    what.add_argument("--grid", action="store_true",
-                      help="run the space's exact reference grid (Optuna's GridSampler) instead of TPE")
+    what.add_argument("--search", default="auto", choices=["auto", "grid", "tpe"],
+                      help="auto (default): per (SSL method, augmentation set) cell, the space's grid where it has no "
+                           "more points than the cell's share of --num-samples, else seeded TPE; grid: always the "
+                           "grid; tpe: always TPE")
+    what.add_argument("--grid", action="store_true", help="the same as --search grid")
     what.add_argument("--datasets", default="small",
                       help="comma-separated UCR names, 'all' (the 128 of the archive), 'bundled' (the six shipped "
                            "with aeon, offline) or 'small' (default: the four of them with series of at most 400 "
                            "points)")
-    what.add_argument("--stage2", default="off", nargs="?", const="all", choices=["off", "all", "best", "front"],
-                      help="stage 2 (MaskGIT prior + FID / IS / CAS): after every trial, or only for the best "
-                           "tokenizer per dataset and method (by validation accuracy) once the search is done, or "
-                           "(front, with --objectives) for every Pareto-optimal tokenizer and the baseline; alone: all")
+    what.add_argument("--stage2", default="best", nargs="?", const="all", choices=["off", "all", "best", "front"],
+                      help="stage 2 (MaskGIT prior + FID / IS / CAS). best (default): once the search is done, for "
+                           "the selected configuration of every SSL method and the baseline per dataset (by "
+                           "validation accuracy), on each of its seeds; all: after every trial (for clusters); front "
+                           "(with --objectives): every Pareto-optimal configuration and the baseline; off: none")
     what.add_argument("--objectives", default="probe",
                       help="what each dataset's Optuna search optimises: probe (validation SVM accuracy, the "
                            "default) or probe,recon (also validation reconstruction loss: multi-objective, a "
@@ -49,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                          "cache of `python -m datasets.download`, then the bundled datasets)")
     size = p.add_argument_group("how much")
     size.add_argument("--budget", default="quick", help="smoke | quick | standard | paper (default %(default)s)")
-    size.add_argument("--num-samples", type=int, help="Optuna configurations per dataset (default: the budget's)")
+    size.add_argument("--num-samples", type=int, help="SSL configurations per dataset, split equally over the (SSL "
+                                                      "method, augmentation set) cells (default: the budget's)")
     size.add_argument("--seeds", type=int, help="seeds per configuration (default: the budget's)")
     size.add_argument("--search-seed", type=int, default=0,
                       help="seed of the Optuna samplers (default %(default)s); trials use seeds 0..SEEDS-1")

@@ -13,6 +13,9 @@ from typing import Any
 from ray import tune
 
 SSL_BRANCHES = ["barlowtwins", "vibcreg"]
+BASELINE_PARAMS = {"ssl_method": "none", "aug_set": "none", "aug_recon_weight": 0.0}
+REFERENCE_WEIGHT = 0.1  # the reference study's aug_recon_weight: TPE's first point, the fixed weight of aug_set / ssl
+CELL_KEYS = ("ssl_method", "aug_set")   # a cell of the search: what the report compares methods by
 QUICK_STEPS = 200      # benchmarks/learning_curve.py: method rankings and codebook usage settle from ~200 steps
 AUG_SETS_SEARCHED = ["warp", "slice", "gauss", "warp+gauss", "slice+gauss", "warp+slice"]
 
@@ -26,13 +29,6 @@ class SearchSpace:
     fixed: dict[str, Any] = field(default_factory=dict)  # set for every trial of the space
     shared: tuple[str, ...] = ()                         # searched params the baseline has too: it is tuned on them
 
-    def shared_params(self) -> dict[str, Any]:
-        return {k: self.params[k] for k in self.shared}
-
-    def grid_points(self) -> list[dict[str, Any]]:
-        keys = list(self.grid)
-        return [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
-
 
 SPACES: dict[str, SearchSpace] = {s.name: s for s in [
     SearchSpace(
@@ -45,12 +41,12 @@ SPACES: dict[str, SearchSpace] = {s.name: s for s in [
         "aug_set", "augmentation sets and their combinations, per SSL method, at the reference weight",
         params={"aug_set": tune.choice(AUG_SETS_SEARCHED), "ssl_method": tune.choice(SSL_BRANCHES)},
         grid={"aug_set": AUG_SETS_SEARCHED, "ssl_method": SSL_BRANCHES},
-        fixed={"aug_recon_weight": 0.1}),
+        fixed={"aug_recon_weight": REFERENCE_WEIGHT}),
     SearchSpace(
         "ssl", "SSL methods against the baseline (the reference study's 7 configurations with --grid)",
         params={"ssl_method": tune.choice(SSL_BRANCHES), "aug_set": tune.choice(["warp", "slice", "gauss"])},
         grid={"ssl_method": SSL_BRANCHES, "aug_set": ["warp", "slice", "gauss"]},
-        fixed={"aug_recon_weight": 0.1}),
+        fixed={"aug_recon_weight": REFERENCE_WEIGHT}),
     SearchSpace(
         "full", "the joint space: SSL method, augmentations, weight, learning rate, codebook and projector size",
         params={"ssl_method": tune.choice(SSL_BRANCHES), "aug_set": tune.choice(AUG_SETS_SEARCHED),
@@ -63,6 +59,60 @@ SPACES: dict[str, SearchSpace] = {s.name: s for s in [
 
 
 @dataclass(frozen=True)
+class Cell:
+    """One (SSL method, augmentation set) of a dataset's search, or the baseline. A cell runs the space's
+    grid where the grid fits its share of the budget (every point), else `quota` configurations from a
+    seeded TPE search over `searched`; every cell of a space gets the same share, so methods and
+    augmentation sets are compared over equal numbers of tries."""
+    fixed: dict[str, Any]                 # ssl_method, aug_set and the space's fixed values
+    quota: int                            # configurations to run
+    grid: tuple[dict[str, Any], ...] = ()  # the points to run; empty: TPE over `searched`
+    searched: dict[str, Any] = field(default_factory=dict)   # ray.tune domains that TPE samples
+
+    @property
+    def name(self) -> str:
+        method, aug = self.fixed["ssl_method"], self.fixed.get("aug_set", "none")
+        return method if method == BASELINE_PARAMS["ssl_method"] else f"{method}/{aug}"
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.fixed["ssl_method"] == BASELINE_PARAMS["ssl_method"]
+
+
+SEARCH_MODES = ("auto", "grid", "tpe")
+
+
+def search_cells(space: SearchSpace, num_samples: int, mode: str = "auto") -> list[Cell]:
+    """The cells of one dataset's search, the baseline first: the one rule for what a study runs.
+
+    auto: a cell runs its grid when the grid has no more points than the cell's share of num_samples
+    (split equally over the SSL cells, rounded up) and has values for every searched key, else TPE;
+    grid: always the grid; tpe: TPE wherever a cell searches anything.
+    The baseline is one configuration, or, where the space tunes parameters it shares (`shared`), a cell
+    of its own with the same share."""
+    cell_values = space.grid if mode == "grid" else {
+        k: d.categories for k, d in space.params.items() if k in CELL_KEYS}
+    combos = [dict(zip(CELL_KEYS, values)) for values in itertools.product(
+        *[cell_values.get(k, [space.fixed.get(k)]) for k in CELL_KEYS])]
+    share = max(1, math.ceil(num_samples / len(combos)))
+    rest = [k for k in space.params if k not in CELL_KEYS]
+
+    def cell(fixed: dict, keys: list[str]) -> Cell:
+        grid = _product({k: space.grid[k] for k in keys if k in space.grid})
+        covers = all(k in space.grid for k in keys)        # a grid without values for a key does not cover it
+        if mode == "grid" or (mode == "auto" and covers and len(grid) <= share) or not keys:
+            return Cell(fixed, len(grid), tuple(grid))
+        return Cell(fixed, share, searched={k: space.params[k] for k in keys})
+
+    baseline = cell(BASELINE_PARAMS, list(space.shared))
+    return [baseline, *(cell({**space.fixed, **c}, rest) for c in combos)]
+
+
+def _product(grid: dict[str, list]) -> list[dict[str, Any]]:
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+@dataclass(frozen=True)
 class Budget:
     """A study's size. Training is counted in optimizer steps, not epochs, so a 50-series dataset (one
     step per epoch at batch 128) trains as much as a 5000-series one; `min_epochs` makes every trial see
@@ -72,7 +122,7 @@ class Budget:
     steps: int              # optimizer steps per trial
     min_epochs: int         # and at least this many passes over the train split
     evaluations: int        # evaluation points per trial (the last epoch always evaluates)
-    num_samples: int        # Optuna configurations per dataset (the baseline comes on top)
+    num_samples: int        # SSL configurations per dataset, split equally over the cells (the baseline on top)
     seeds: int              # every configuration runs once per seed
     early_stopping: bool = False   # ASHA per (dataset, method) stops weak SSL trials at evaluation points
     train: dict[str, Any] = field(default_factory=dict)  # config overrides for this size
@@ -88,11 +138,12 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {b.name: b for b in [
     Budget("smoke", "seconds per trial: checks the plumbing, not the science", steps=2, min_epochs=2,
-           evaluations=2, num_samples=2, seeds=1, train={"proj_dim": 256},
+           evaluations=2, num_samples=4, seeds=1, train={"proj_dim": 256},
            stage2={"width": 64, "depth": 2, "epochs": 10, "eval_every": 5, "min_generate": 200, "n_boot": 50,
                    "fcn_epochs": 30, "fcn_patience": 10, "cas_epochs": 5, "cas_patience": 5}),
-    Budget("quick", "a laptop study: about 26 minutes on 2 cores for the small bundled datasets (projector 256, "
-           "stated in the report)", steps=QUICK_STEPS, min_epochs=5, evaluations=2, num_samples=4, seeds=3,
+    Budget("quick", "a laptop study: the aug_weight grid on two bundled datasets, 2 seeds, stage 2 for every method, "
+           "within 30 minutes on 2 cores (projector 256, stated in the report)", steps=QUICK_STEPS, min_epochs=5,
+           evaluations=2, num_samples=16, seeds=2,
            train={"proj_dim": 256},
            stage2={"width": 128, "depth": 2, "epochs": 100, "fcn_epochs": 200, "fcn_patience": 50, "cas_epochs": 30,
                    "cas_patience": 10}),
@@ -117,7 +168,7 @@ def describe_spaces() -> str:
     for b in BUDGETS.values():
         extra = f", {b.train}" if b.train else ""
         lines.append(f"    {b.name:9s} {b.steps} optimizer steps (at least {b.min_epochs} epochs), {b.evaluations} "
-                     f"evaluations, {b.num_samples} configs x {b.seeds} seed(s) per dataset, early stopping "
+                     f"evaluations, {b.num_samples} SSL configs x {b.seeds} seed(s) per dataset, early stopping "
                      f"{'on' if b.early_stopping else 'off'}{extra}: {b.description}")
     return "\n".join(lines)
 

@@ -26,7 +26,7 @@ from results.contract import DEFAULT_RESULTS_DIR, OBJECTIVES, default_tracking_u
 from results.store import check_tracking_store
 from tune.cli import parse_overrides
 from tune.config import from_flat_dict
-from tune.spaces import BUDGETS, SPACES, SSL_BRANCHES, Budget, SearchSpace
+from tune.spaces import BUDGETS, SEARCH_MODES, SPACES, Budget, Cell, SearchSpace, search_cells
 
 # Seconds per optimizer step on one quiet core: a + b * (series in a batch x length), fitted to
 # benchmarks/stage1_speed.py on SonyAIBORobotSurface1 and GunPoint; used only for --dry-run's estimate.
@@ -39,7 +39,7 @@ class StudyPlan:
     name: str
     space: SearchSpace
     budget: Budget
-    grid: bool
+    search: str                               # tune.spaces.SEARCH_MODES: auto (grid where it fits) | grid | tpe
     datasets: list[str]
     shapes: dict[str, tuple[int, int]]        # dataset -> (training series, length)
     num_samples: int
@@ -73,13 +73,22 @@ class StudyPlan:
         return self.results_dir / "ray_results"
 
     @property
-    def baseline_configs(self) -> int:
-        """The baseline's configurations: 1, or as many as each SSL method gets where it is tuned too."""
-        return max(1, math.ceil(self.num_samples / len(SSL_BRANCHES))) if self.space.shared else 1
+    def cells(self) -> list[Cell]:
+        """What each dataset's search runs: the baseline and every (SSL method, augmentation set) cell."""
+        return search_cells(self.space, self.num_samples, self.search)
+
+    @property
+    def configs_per_dataset(self) -> int:
+        return sum(cell.quota for cell in self.cells)
 
     @property
     def trials_per_dataset(self) -> int:
-        return self.seeds * (self.baseline_configs + self.num_samples)
+        return self.seeds * self.configs_per_dataset
+
+    @property
+    def total_trials(self) -> int:
+        """The plan's trials from the start (a TPE cell that runs out of new points may run fewer)."""
+        return len(self.datasets) * self.trials_per_dataset
 
     def dataset_config(self, dataset: str) -> dict[str, Any]:
         return {**self.train, **self.per_dataset[dataset]}
@@ -93,18 +102,21 @@ class StudyPlan:
             steps = self.per_dataset[ds]["epochs"] * math.ceil(n / batch)
             points = min(n, batch) * length
             base, ssl = ((a + b * points) * steps + TRIAL_OVERHEAD_S for a, b in (STEP_COST["none"], ssl_cost))
-            total += self.seeds * (self.baseline_configs * base + self.num_samples * ssl)
+            total += self.seeds * sum(c.quota * (base if c.is_baseline else ssl) for c in self.cells)
         return total / max(1, concurrent)
 
     def describe(self) -> str:
         concurrent = self.max_concurrent or max(1, int((os.cpu_count() or 1) // self.cpus_per_trial))
         b = self.budget
-        lines = [f"study {self.name}: space {self.space.name}{' (grid)' if self.grid else ''}, budget {b.name} "
+        cells = self.cells
+        layout = "; ".join(f"{c.name}: {c.quota} ({'grid' if c.grid else 'TPE'})" for c in cells)
+        lines = [f"study {self.name}: space {self.space.name}, budget {b.name} "
                  f"({b.steps} optimizer steps, at least {b.min_epochs} epochs, {b.evaluations} evaluations per trial)",
                  f"  datasets ({len(self.datasets)}) [train series x length, epochs]: " + ", ".join(
                      f"{d} [{n}x{l}, {self.per_dataset[d]['epochs']}]" for d, (n, l) in self.shapes.items()),
-                 f"  trials: {len(self.datasets)} x ({self.num_samples} configs + {self.baseline_configs} baseline) x "
-                 f"{self.seeds} seed(s) = {len(self.datasets) * self.trials_per_dataset}",
+                 f"  configurations per dataset: {self.configs_per_dataset} [{layout}]",
+                 f"  trials: {len(self.datasets)} dataset(s) x {self.configs_per_dataset} configurations x "
+                 f"{self.seeds} seed(s) = {self.total_trials}",
                  f"  early stopping: {'ASHA per dataset and method, from a third of each run' if self.early_stopping else 'off'}",
                  "  objectives: " + ", ".join(f"{m} ({mode})" for m, mode in self.objective_specs)
                  + (" (multi-objective: a Pareto front per dataset)" if len(self.objectives) > 1 else ""),
@@ -135,6 +147,9 @@ def make_plan(args) -> StudyPlan:
             raise UsageError(f"{flag} must be at least 1, got {value}")
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    search = "grid" if args.grid else getattr(args, "search", "auto")
+    if search not in SEARCH_MODES:
+        raise UsageError(f"unknown --search {search!r}; choose one of {', '.join(SEARCH_MODES)}")
     executor = "train" if args.gpus_per_trial > 0 or args.executor == "train" else "function"
     if args.executor == "function" and args.gpus_per_trial > 0:
         raise UsageError("GPU trials run through Ray Train: drop --executor function or --gpus-per-trial")
@@ -170,8 +185,8 @@ def make_plan(args) -> StudyPlan:
     if args.gpus_per_trial > 0 and not args.address:
         _check_local_gpus(args.gpus_per_trial)
     return StudyPlan(
-        name=name, space=space, budget=budget, grid=args.grid, datasets=names, shapes=shapes,
-        num_samples=len(space.grid_points()) if args.grid else (args.num_samples or budget.num_samples),
+        name=name, space=space, budget=budget, search=search, datasets=names, shapes=shapes,
+        num_samples=args.num_samples or budget.num_samples,
         seeds=args.seeds or budget.seeds, search_seed=args.search_seed, train=train, per_dataset=per_dataset, results_dir=results_dir,
         tracking_uri=tracking_uri, address=check_address(args.address) if args.address else None,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, executor=executor,
@@ -183,7 +198,7 @@ def make_plan(args) -> StudyPlan:
 
 SETTINGS_FILE = "study_settings.json"     # inside the study's Tune folder: what --resume restores
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-SAVED_SETTINGS = ("space", "budget", "grid", "datasets", "ucr_root", "num_samples", "seeds", "search_seed", "overrides",
+SAVED_SETTINGS = ("space", "budget", "grid", "search", "datasets", "ucr_root", "num_samples", "seeds", "search_seed", "overrides",
                   "stage2", "cpus_per_trial", "gpus_per_trial", "executor", "early_stopping", "objectives")
 
 

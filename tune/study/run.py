@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from results.cli import UsageError
-from results.contract import OBJECTIVES_PARAM, SELECTION_METRIC
+from results.contract import OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM, SELECTION_METRIC
 from tune.study.auth import TOKEN_FILE
 from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
 from tune.study.tracking import TrialStatus, artifact_root
@@ -57,8 +57,8 @@ def run_study(plan: StudyPlan) -> int:
         started = True
         tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name))
         parents = {ds: tracker.parent_run(ds, {"study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
-                                               "grid": plan.grid, "seeds": plan.seeds, "num_samples": plan.num_samples,
-                                               "baseline_configs": plan.baseline_configs, "steps": plan.budget.steps,
+                                               "search": plan.search, "seeds": plan.seeds, "num_samples": plan.num_samples,
+                                               PLANNED_CONFIGS_PARAM: plan.configs_per_dataset, "steps": plan.budget.steps,
                                                OBJECTIVES_PARAM: ",".join(plan.objectives), **plan.dataset_config(ds)})
                    for ds in plan.datasets}
         context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
@@ -77,9 +77,9 @@ def run_study(plan: StudyPlan) -> int:
                 raise UsageError(f"study {plan.name} has no Tune state to resume at {path}; start it again without --resume")
             tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
         else:
-            searcher = StudySearch(plan.datasets, plan.space, num_samples=plan.num_samples, seeds=plan.seeds,
+            searcher = StudySearch(plan.datasets, plan.cells, seeds=plan.seeds,
                                    metric=[m for m, _ in plan.objective_specs],
-                                   mode=[mode for _, mode in plan.objective_specs], seed=plan.search_seed, grid=plan.grid,
+                                   mode=[mode for _, mode in plan.objective_specs], seed=plan.search_seed,
                                    base={ds: plan.dataset_config(ds) for ds in plan.datasets})
             tuner = tune.Tuner(
                 trainable,
@@ -98,7 +98,7 @@ def run_study(plan: StudyPlan) -> int:
         if plan.stage2 in ("best", "front"):
             stage2_for_best(runs, plan, context)
             runs = load_study(plan.name, plan.tracking_uri)
-        configs_run = None if plan.resume else {ds: searcher.distinct_configs(ds) for ds in plan.datasets}
+        configs_run = None if plan.resume else {ds: searcher.configs_run(ds) for ds in plan.datasets}
         summarize(runs, plan, tracker, parents, wall_s=time.time() - start, configs_run=configs_run,
                   yardsticks=raw_yardsticks(plan))
     except BaseException:
@@ -133,11 +133,11 @@ def early_stopping_scheduler(plan: StudyPlan):
     """Per-dataset ASHA at the evaluation points when the plan asks for it, else Tune's FIFO default."""
     if not plan.early_stopping:
         return None
-    from tune.study.scheduler import PerDatasetASHA
+    from tune.study.scheduler import SeedMeanHalving
 
-    return PerDatasetASHA({ds: plan.per_dataset[ds]["epochs"] for ds in plan.datasets},
-                          {ds: plan.per_dataset[ds]["eval_every"] for ds in plan.datasets},
-                          metric=SELECTION_METRIC, mode=MODE)
+    return SeedMeanHalving({ds: plan.per_dataset[ds]["epochs"] for ds in plan.datasets},
+                           {ds: plan.per_dataset[ds]["eval_every"] for ds in plan.datasets}, plan.seeds,
+                           metric=SELECTION_METRIC, mode=MODE)
 
 
 def raw_yardsticks(plan: StudyPlan) -> dict[str, dict[str, float]]:
@@ -152,8 +152,9 @@ def raw_yardsticks(plan: StudyPlan) -> dict[str, dict[str, float]]:
 
 
 def stage2_for_best(runs, plan: StudyPlan, context) -> None:
-    """Stage 2 for each dataset's best tokenizer per SSL method and augmentation set (results.selection's
-    rule); each writes into the run of the configuration's first finished seed.
+    """Stage 2 for each dataset's selected tokenizer per SSL method, the baseline included (results.selection's
+    rule: seed-complete configurations only), on every seed of it, so FID / IS / CAS have a mean and an
+    interval; each writes into the run of its seed. `front`: every Pareto-optimal configuration and the baseline.
 
     Where trials run through Ray Train (GPU studies, --executor train), so does each stage 2: one
     TorchTrainer run of a worker with a trial's CPUs and GPU share, as many at once as trials. CPU-only
@@ -165,10 +166,11 @@ def stage2_for_best(runs, plan: StudyPlan, context) -> None:
     from results.selection import select_best
 
     trials = runs.trials
-    picks = (select_best(trials, by=["dataset", "ssl_method", "aug_set"]) if plan.stage2 == "best"
+    picks = (select_best(trials, by=["dataset", "ssl_method"]) if plan.stage2 == "best"
              else stage2_front(trials, plan.objective_specs))     # front: every Pareto-optimal one + the baseline
-    rows = [trials[(trials["config_id"] == p.config_id) & (trials["status"] == "FINISHED")].sort_values("seed").iloc[0]
-            for p in picks.itertuples()]
+    done = trials[trials["status"] == "FINISHED"]
+    rows = [row for p in picks.itertuples()
+            for _, row in done[done["config_id"] == p.config_id].sort_values("seed").iterrows()]
     args = [(row[runs.params].dropna().to_dict(), row["trial_id"], context) for row in rows]
     if plan.executor == "train":
         from concurrent.futures import ThreadPoolExecutor
@@ -183,12 +185,13 @@ def stage2_for_best(runs, plan: StudyPlan, context) -> None:
         task = ray.remote(num_cpus=plan.cpus_per_trial, num_gpus=plan.gpus_per_trial)(_stage2_task)
         refs = [task.remote(*a) for a in args]
         get = ray.get
-    print(f"stage 2 for {len(refs)} " + ("best tokenizers (dataset x method)" if plan.stage2 == "best" else
-                                         "Pareto-optimal tokenizers and the baselines"), flush=True)
+    print(f"stage 2 for {len(refs)} tokenizers (" + ("the selected configuration per dataset and method"
+                                                    if plan.stage2 == "best" else "Pareto-optimal configurations and "
+                                                    "the baselines") + ", every seed)", flush=True)
     for ref, row in zip(refs, rows):
         try:
             metrics = get(ref)
-            print(f"  {row['dataset']} {row['ssl_method']} {row['aug_set']}: FID {metrics['gen/fid']:.3g} "
+            print(f"  {row['dataset']} {row['ssl_method']} {row['aug_set']} s{row['seed']:.0f}: FID {metrics['gen/fid']:.3g} "
                   f"IS {metrics['gen/is']:.3g} CAS {metrics['gen/cas']:.3f}", flush=True)
         except Exception as err:  # one failed stage 2 must not lose the others
             print(f"  {row['dataset']} {row['ssl_method']} {row['aug_set']}: stage 2 failed: "

@@ -1,22 +1,20 @@
-"""One seeded Optuna search per dataset, behind the single Searcher that Ray Tune drives.
+"""One search per dataset and cell, behind the single Searcher that Ray Tune drives.
 
-Objectives are not comparable across datasets, so each dataset has its own OptunaSearch (TPE, or
-Optuna's GridSampler for --grid). This searcher interleaves their suggestions so that every dataset's
-search runs concurrently, runs each suggestion once per seed and tells Optuna the mean over seeds.
+Objectives are not comparable across datasets, so each dataset searches on its own; within a dataset
+every cell (an SSL method and augmentation set, or the baseline; tune.spaces.search_cells) gets the same
+number of configurations: its grid where the grid fits that share, else a seeded Optuna TPE study
+driven through its public ask / tell API (the reference settings first, then a startup count that suits
+the share). This searcher interleaves the cells of every dataset so all searches run at once, runs each
+configuration once per seed and tells Optuna the mean over seeds.
 
-The `none` baseline runs first on every dataset and seed, at the reference settings. Where the space
-tunes parameters the baseline shares (`SearchSpace.shared`, e.g. lr and codebook size in `full`), the
-baseline gets a search of its own over them, with as many proposals as each SSL method gets on
-average, so the comparison is between equally tuned models.
+A configuration runs once: when TPE proposes one it already proposed (common where every searched
+parameter is categorical), the repeat is told the original's score (at once, or when the original
+finishes) and TPE is asked again, so a repeat never becomes extra seeds; a cell that keeps repeating
+itself ends early (`configs_run` says how many ran).
 
-A configuration runs once: when Optuna proposes one it already proposed (common in small categorical
-spaces), the repeat is told the original's score (at once, or when the original finishes) and Optuna is
-asked again, so a repeat never becomes extra seeds. A space with fewer distinct points than asked for
-ends that search early (`distinct_configs` says how many ran).
-
-With several objectives (`metric` and `mode` lists, `--objectives probe,recon`) every dataset's search is
-multi-objective (TPE handles several objectives; the grid is unchanged) and Optuna is told each
-objective's mean over the seeds that scored on all of them; Tune, its scheduler and "best" see the first.
+With several objectives (`metric` and `mode` lists, `--objectives probe,recon`) every TPE study is
+multi-objective and is told each objective's mean over the seeds that scored on all of them; Tune, its
+scheduler and "best" see the first.
 """
 from __future__ import annotations
 
@@ -27,36 +25,33 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from ray import tune
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from results.contract import FAILED_KEY, config_id
 from tune.config import TrainConfig, to_flat_dict
-from tune.spaces import SSL_BRANCHES, SearchSpace
+from tune.spaces import REFERENCE_WEIGHT, Cell
 
-BASELINE_PARAMS = {"ssl_method": "none", "aug_set": "none", "aug_recon_weight": 0.0}
-MAX_REPEATS = 50      # asks in a row that only repeat earlier proposals: the space is exhausted
+MAX_REPEATS = 50      # asks in a row that only repeat earlier proposals: the cell's space is exhausted
 
 
 @dataclass
 class Lane:
-    """One dataset's search for the SSL configurations, or for the baseline's shared parameters."""
+    """One dataset's cell: its grid walked in order, or its TPE study."""
     dataset: str
-    name: str                                  # "ssl" | "baseline"
-    quota: int                                 # distinct configurations to run
-    searcher: OptunaSearch | None              # None: one fixed configuration (the reference baseline)
-    fixed: dict[str, Any]
+    cell: Cell
+    study: optuna.Study | None                 # None: the cell runs its grid
     asked: int = 0
     exhausted: bool = False
     proposed: dict[str, str] = field(default_factory=dict)   # config id -> group
 
     @property
     def open(self) -> bool:
-        return self.asked < self.quota and not self.exhausted
+        return self.asked < self.cell.quota and not self.exhausted
 
     def group_id(self) -> str:
-        return f"{self.dataset}-{'' if self.name == 'ssl' else 'baseline-'}{self.asked:04d}"
+        return f"{self.dataset}-{self.cell.name}-{self.asked:04d}"
 
 
 class PickledState:
@@ -74,39 +69,32 @@ class PickledState:
 class StudySearch(PickledState, Searcher):
     objectives: tuple[tuple[str, str], ...] = ()   # (metric, mode) of each objective when several, else ()
 
-    def __init__(self, datasets: list[str], space: SearchSpace, *, num_samples: int, seeds: int,
-                 metric: str | list[str], mode: str | list[str], seed: int = 0, grid: bool = False,
-                 base: dict[str, dict[str, Any]] | None = None):
-        """base: per dataset, the training config every trial of that dataset shares (epochs differ by size);
-        metric, mode: lists for a multi-objective search (Tune is given the first)."""
+    def __init__(self, datasets: list[str], cells: list[Cell], *, seeds: int, metric: str | list[str],
+                 mode: str | list[str], seed: int = 0, base: dict[str, dict[str, Any]] | None = None):
+        """cells: tune.spaces.search_cells of the study (the same for every dataset); base: per dataset, the
+        training config every trial of that dataset shares; metric, mode: lists for a multi-objective search."""
         metrics, modes = ([metric], [mode]) if isinstance(metric, str) else (list(metric), list(mode))
         super().__init__(metric=metrics[0], mode=modes[0])
         if len(metrics) > 1:
             self.objectives = tuple(zip(metrics, modes))
-        metric, mode = (metrics, modes) if self.objectives else (metrics[0], modes[0])
-        self.num_samples = len(space.grid_points()) if grid else num_samples
+        self.directions = ["maximize" if m == "max" else "minimize" for m in modes]
         self.seeds, self.base = seeds, {ds: dict((base or {}).get(ds, {})) for ds in datasets}
-        self.lanes: list[Lane] = []
-        baseline_quota = max(1, math.ceil(self.num_samples / len(SSL_BRANCHES))) if space.shared else 1
-        for i, ds in enumerate(datasets):
-            baseline = (_optuna_search(space.shared_params(), metric, mode, seed + 1000 + i, False,
-                                       [reference_defaults(space.shared)]) if space.shared else None)
-            self.lanes.append(Lane(ds, "baseline", baseline_quota, baseline, BASELINE_PARAMS))
-        for i, ds in enumerate(datasets):
-            search = _space_search(space, metric, mode, seed + i, grid, self.num_samples)
-            self.lanes.append(Lane(ds, "ssl", self.num_samples, search, dict(space.fixed)))
-        self.repeats = 0
+        self.lanes = [Lane(ds, cell, None if cell.grid else self._tpe(cell, seed + 1000 * i + j))
+                      for i, ds in enumerate(datasets) for j, cell in enumerate(cells)]
         self.queue: deque[tuple[str, dict]] = deque()           # (group, config) ready to run
         self.groups: dict[str, dict] = {}                       # group -> lane, trials, values, pending, twins
         self.trial_group: dict[str, str] = {}
 
     @property
     def total_trials(self) -> int:
-        """An upper bound: a search whose space runs out of new points ends early."""
-        return self.seeds * sum(lane.quota for lane in self.lanes)
+        """An upper bound: a TPE cell that runs out of new points ends early."""
+        return self.seeds * sum(lane.cell.quota for lane in self.lanes)
 
-    def distinct_configs(self, dataset: str) -> int:
+    def configs_run(self, dataset: str) -> int:
         return sum(lane.asked for lane in self.lanes if lane.dataset == dataset)
+
+    def optuna_study(self, dataset: str, cell: str) -> optuna.Study | None:
+        return next(lane.study for lane in self.lanes if lane.dataset == dataset and lane.cell.name == cell)
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True   # metric, mode and space are fixed at construction
@@ -116,9 +104,9 @@ class StudySearch(PickledState, Searcher):
             lanes = [lane for lane in self.lanes if lane.open]
             if not lanes:
                 return Searcher.FINISHED
-            # baselines first, then round robin over the datasets' searches by the share already proposed
-            self._propose(min(lanes, key=lambda lane: (lane.name != "baseline" or lane.asked > 0,
-                                                       lane.asked / lane.quota)))
+            # baselines first, then round robin over every dataset's cells by the share already proposed
+            self._propose(min(lanes, key=lambda lane: (not (lane.cell.is_baseline and lane.asked == 0),
+                                                       lane.asked / lane.cell.quota)))
         group, config = self.queue.popleft()
         self.trial_group[trial_id] = group
         self.groups[group]["trials"].append(trial_id)
@@ -132,66 +120,62 @@ class StudySearch(PickledState, Searcher):
         group["pending"] -= 1
         values = [(result or {}).get(m) for m in [m for m, _ in self.objectives] or [self.metric]]
         if all(v is not None and math.isfinite(v) for v in values):   # a failed trial reports NaN: no score
-            group["values"].append(tuple(map(float, values)) if self.objectives else float(values[0]))
+            group["values"].append(tuple(map(float, values)))
         if stopped_early(result, self.base[group["lane"].dataset]):
             group["stopped"] = True
         if group["pending"] == 0:
-            for optuna_id in [group_id, *group["twins"]]:
-                self._tell(group["lane"], optuna_id, group["values"], group["stopped"])
+            for number in [group["number"], *group["twins"]]:
+                self._tell(group["lane"], number, group["values"], group["stopped"])
 
-    def optuna_study(self, dataset: str, lane: str = "ssl") -> optuna.Study:
-        return self._lane(dataset, lane).searcher._ot_study
-
-    def _lane(self, dataset: str, name: str) -> Lane:
-        return next(lane for lane in self.lanes if lane.dataset == dataset and lane.name == name)
+    def _tpe(self, cell: Cell, seed: int) -> optuna.Study:
+        """A seeded TPE study for the cell, the reference settings enqueued first; startup: a third of the
+        cell's share (at least 2 with the reference point), not Optuna's 10, which would leave no TPE."""
+        startup = max(2, math.ceil(cell.quota / 3))
+        study = optuna.create_study(directions=self.directions,
+                                    sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup))
+        study.enqueue_trial(reference_defaults(cell.searched))
+        return study
 
     def _propose(self, lane: Lane) -> None:
         """Queue the lane's next configuration that has not run yet; repeats are answered, not run."""
-        if lane.searcher is None:
-            self._enqueue(lane, lane.group_id(), {})
+        if lane.study is None:
+            self._enqueue(lane, lane.cell.grid[lane.asked], None)
             return
+        distributions = OptunaSearch.convert_search_space(lane.cell.searched)
         for _ in range(MAX_REPEATS):
-            group = lane.group_id()
-            params = lane.searcher.suggest(group)
-            original = lane.proposed.get(config_id(params))
+            trial = lane.study.ask(distributions)
+            original = lane.proposed.get(config_id(trial.params))
             if original is None:
-                lane.proposed[config_id(params)] = group
-                self._enqueue(lane, group, params)
+                lane.proposed[config_id(trial.params)] = lane.group_id()
+                self._enqueue(lane, trial.params, trial.number)
                 return
-            # Optuna's trial `group` repeats `original`: it takes another id and the original's score
-            self.repeats += 1
-            twin = f"{lane.dataset}-repeat{self.repeats:04d}"
-            lane.searcher._ot_trials[twin] = lane.searcher._ot_trials.pop(group)
-            if self.groups[original]["pending"] == 0:
-                self._tell(lane, twin, self.groups[original]["values"], self.groups[original]["stopped"])
+            done = self.groups[original]
+            if done["pending"] == 0:       # the repeat gets the original's score; TPE is asked again
+                self._tell(lane, trial.number, done["values"], done["stopped"])
             else:
-                self.groups[original]["twins"].append(twin)
+                done["twins"].append(trial.number)
         lane.exhausted = True
 
-    def _tell(self, lane: Lane, optuna_id: str, values: list[float], stopped: bool = False) -> None:
+    def _tell(self, lane: Lane, number: int | None, values: list[tuple], stopped: bool = False) -> None:
         """Optuna hears the mean over seeds; a configuration the scheduler stopped early is PRUNED (its
         score at a rung is no final value), one without any score FAILED."""
-        if lane.searcher is None:
+        if lane.study is None or number is None:
             return
         if stopped:
-            lane.searcher.on_trial_complete(optuna_id, None, error=False)
-            return
-        lane.searcher.on_trial_complete(optuna_id, self._means(values), error=not values)
+            lane.study.tell(number, state=TrialState.PRUNED)
+        elif not values:
+            lane.study.tell(number, state=TrialState.FAIL)
+        else:
+            means = [sum(v[i] for v in values) / len(values) for i in range(len(values[0]))]
+            lane.study.tell(number, means)
 
-    def _means(self, values: list) -> dict[str, float] | None:
-        """Each objective's mean over the seeds that scored (what Optuna is told); None without a score."""
-        if not values:
-            return None
-        if not self.objectives:
-            return {self.metric: sum(values) / len(values)}
-        return {m: sum(v[i] for v in values) / len(values) for i, (m, _) in enumerate(self.objectives)}
-
-    def _enqueue(self, lane: Lane, group: str, params: dict) -> None:
+    def _enqueue(self, lane: Lane, params: dict, number: int | None) -> None:
+        group = lane.group_id()
         lane.asked += 1
-        self.groups[group] = {"lane": lane, "trials": [], "values": [], "pending": self.seeds, "twins": [],
-                              "stopped": False}
+        self.groups[group] = {"lane": lane, "number": number, "trials": [], "values": [], "pending": self.seeds,
+                              "twins": [], "stopped": False}
         for s in range(self.seeds):
-            config = {**self.base[lane.dataset], **lane.fixed, **params, "dataset": lane.dataset, "seed": s}
+            config = {**self.base[lane.dataset], **lane.cell.fixed, **params, "dataset": lane.dataset, "seed": s}
             self.queue.append((group, config))
 
 
@@ -202,36 +186,7 @@ def stopped_early(result: dict | None, base: dict[str, Any]) -> bool:
     return result.get("epochs_done", base["epochs"]) < base["epochs"]
 
 
-def _space_search(space: SearchSpace, metric: str | list[str], mode: str | list[str], seed: int,
-                  grid: bool, limit: int | None = None) -> OptunaSearch:
-    if grid:
-        return _optuna_search({k: tune.choice(v) for k, v in space.grid.items()}, metric, mode, seed, True,
-                              grid_values=space.grid)
-    return _optuna_search(space.params, metric, mode, seed, False, reference_points(space, limit))
-
-
-def _optuna_search(domains: dict, metric: str | list[str], mode: str | list[str], seed: int, grid: bool,
-                   points: list[dict] | None = None, grid_values: dict | None = None) -> OptunaSearch:
-    sampler = (optuna.samplers.GridSampler(grid_values, seed=seed) if grid
-               else optuna.samplers.TPESampler(seed=seed))
-    return OptunaSearch(OptunaSearch.convert_search_space(domains), metric=metric, mode=mode, sampler=sampler,
-                        points_to_evaluate=points or None)
-
-
 def reference_defaults(keys) -> dict[str, Any]:
-    """The reference settings of `keys` (TrainConfig's defaults, augmentation warp at weight 0.1)."""
-    defaults = {**to_flat_dict(TrainConfig()), "aug_set": "warp", "aug_recon_weight": 0.1}
+    """The reference settings of `keys`: TrainConfig's defaults, the reference weight."""
+    defaults = {**to_flat_dict(TrainConfig()), "aug_recon_weight": REFERENCE_WEIGHT}
     return {k: defaults[k] for k in keys}
-
-
-def reference_points(space: SearchSpace, limit: int | None = None) -> list[dict]:
-    """Every (SSL method, augmentation set) of the space at the reference settings (weight 0.1) first,
-    methods alternating, at most `limit`; then TPE. A small budget so covers every method on every
-    dataset, and methods can be ranked across datasets."""
-    methods = space.params.get("ssl_method")
-    if methods is None:
-        return []
-    augs = space.params["aug_set"].categories if "aug_set" in space.params else [None]
-    points = [{**reference_defaults(space.params), "ssl_method": method, **({"aug_set": aug} if aug else {})}
-              for aug in augs for method in methods.categories]
-    return points[:limit]
