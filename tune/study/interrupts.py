@@ -76,6 +76,13 @@ def stop_on_signals():
             signal.signal(s, handler)
 
 
+def claim_signals() -> None:
+    """Install the study's handlers again: ray.init installs Ray's own SIGTERM handler (a C++ stack dump and
+    SIGABRT, exit 134)."""
+    for s in EXIT_CODES:
+        signal.signal(s, _on_signal)
+
+
 @contextlib.contextmanager
 def tune_running():
     """Inside: a stop request reaches Tune as SIGUSR1 (a request made just before is handed over now)."""

@@ -14,8 +14,8 @@ import pandas as pd
 from results.cli import UsageError
 from results.contract import OBJECTIVES_PARAM, SELECTION_METRIC
 from tune.study.auth import TOKEN_FILE
-from tune.study.interrupts import (STOP, STORE_EXIT, StudyStopped, clear_stopped, close_stopped, interrupted_note,
-                                   stop_on_signals, tune_running)
+from tune.study.interrupts import (STOP, STORE_EXIT, StudyStopped, claim_signals, clear_stopped, close_stopped,
+                                   interrupted_note, stop_on_signals, tune_running)
 from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
 from tune.study.preflight import check_node_resources, ray_node_resources
 from tune.study.retry import StoreUnavailable
@@ -69,6 +69,7 @@ def _run_study(plan: StudyPlan, state: dict):
     started = False
     try:
         ctx = _start_ray(plan)
+        claim_signals()
     except BaseException:
         if not plan.resume:
             release_study_folder(plan)

@@ -114,6 +114,8 @@ class TrialRun:
             self.client.set_tag(self.run_id, TRIAL_TAG, trial_id)
             if self.run.info.status != "FINISHED":
                 self.client.update_run(self.run_id, status="RUNNING")
+                if "error" in self.run.data.tags:      # why it stopped before (an interrupt): no longer true
+                    self.client.delete_tag(self.run_id, "error")
         else:
             self.run = self.client.create_run(experiment_id, run_name=run_name, tags={
                 TRIAL_TAG: trial_id, KEY_TAG: trial_key(params), CONFIG_TAG: config_id(params), ROLE_TAG: ROLE_TRIAL,

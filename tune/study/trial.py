@@ -95,9 +95,10 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
         to_tune({EVAL_KEY: math.nan, FAILED_KEY: reason}, False)
         return {}
     except SystemExit:
-        # tune.report raises SystemExit(0) in a trial that Tune stopped (the early-stopping scheduler):
-        # no failure; the driver's TrialStatus callback adds the epoch and the reason
-        tracker.finish("KILLED", error="stopped by Tune before it finished")
+        # tune.report raises SystemExit(0) in a trial that Tune stopped (the early-stopping scheduler, or the
+        # study interrupted): no failure; the driver closes the run KILLED with the reason (TrialStatus or
+        # tune.study.interrupts), which only it knows
+        tracker.flush()
         raise
     except BaseException:
         tracker.finish("FAILED", error=traceback.format_exc())
