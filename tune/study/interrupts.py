@@ -139,17 +139,18 @@ def store_lost(client, uri: str, identity, experiment_id: str, study: str, paren
     if identity is not None and store_identity(uri) != identity:
         return (f"the MLflow store {sqlite_file(uri)} was deleted or replaced during the study (MLflow recreates "
                 f"it empty); the study stopped without writing into it: restore the file, then --resume")
+    lost = (f"the MLflow store {uri} lost study {study} (its experiment or parent runs vanished: a store "
+            f"recreated empty?); the study stopped without writing into it")
     try:
         exp = client.get_experiment(experiment_id)
         if exp is None or exp.name != study:
-            raise MlflowException("gone", error_code="RESOURCE_DOES_NOT_EXIST")
+            return lost
         for run_id in parents:
             client.get_run(run_id)
     except MlflowException as err:
         if err.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
-        return (f"the MLflow store {uri} lost study {study} (its experiment or parent runs vanished: a store "
-                f"recreated empty?); the study stopped without writing into it")
+        return lost
     return ""
 
 
