@@ -123,16 +123,16 @@ class StudyPlan:
 
 def make_plan(args) -> StudyPlan:
     """Check every input and resolve the defaults; raises UsageError / DataError with one line."""
-    if not args.space:
+    if not args.space and not (args.resume and args.name):     # --resume --name: the study's recorded space
         raise UsageError("--space is required: one of " + ", ".join(SPACES) + " (see --list-spaces)")
-    if args.space not in SPACES:
-        raise UsageError(f"unknown space {args.space!r}; choose one of {', '.join(SPACES)} (see --list-spaces)")
-    if args.budget not in BUDGETS:
-        raise UsageError(f"unknown budget {args.budget!r}; choose one of {', '.join(BUDGETS)}")
     results_dir = Path(args.results_dir).expanduser().resolve() if args.results_dir else DEFAULT_RESULTS_DIR
     name = _study_name(args, results_dir / "ray_results")
     if args.resume:        # a resumed study keeps what it was started with; only where it runs may change
         args = restore_settings(args, results_dir / "ray_results" / name / SETTINGS_FILE)
+    if args.space not in SPACES:
+        raise UsageError(f"unknown space {args.space!r}; choose one of {', '.join(SPACES)} (see --list-spaces)")
+    if args.budget not in BUDGETS:
+        raise UsageError(f"unknown budget {args.budget!r}; choose one of {', '.join(BUDGETS)}")
     space, budget = SPACES[args.space], BUDGETS[args.budget]
     for flag, value in (("--num-samples", args.num_samples), ("--seeds", args.seeds), ("--max-concurrent", args.max_concurrent)):
         if value is not None and value < 1:
