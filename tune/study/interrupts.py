@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from results.contract import INTERRUPTED_TAG, PARENT_TAG, ROLE_TAG, ROLE_TRIAL
-from tune.study.retry import StoreUnavailable, first_line
+from tune.study.retry import StoreUnavailable, first_line, transient
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 STORE_EXIT = 1
@@ -106,8 +106,6 @@ def guarded(method):
             STOP.request(str(err), STORE_EXIT)
         except Exception as err:   # noqa: BLE001 - see the docstring
             reason = f"{type(self).__name__}.{method.__name__} failed: {first_line(err)}"
-            from tune.study.retry import transient
-
             if transient(err):
                 STOP.request(f"the MLflow store failed ({reason}); continue the study with --resume", STORE_EXIT)
             else:
@@ -133,7 +131,8 @@ def store_identity(uri: str) -> tuple[int, int] | None:
 
 def store_lost(client, uri: str, identity, experiment_id: str, study: str, parents: list[str]) -> str:
     """Why the store no longer holds the study ("" when it does): its file replaced, the study's
-    experiment or a parent run gone. Failures to reach it are the retries' business, not this check's."""
+    experiment or a parent run gone. Failures to reach it are the retries' business, not this check's:
+    pass a client without retries, so that the check never holds up Tune's loop."""
     from mlflow.exceptions import MlflowException
 
     if identity is not None and store_identity(uri) != identity:
@@ -148,9 +147,10 @@ def store_lost(client, uri: str, identity, experiment_id: str, study: str, paren
         for run_id in parents:
             client.get_run(run_id)
     except MlflowException as err:
-        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+        return lost if err.error_code == "RESOURCE_DOES_NOT_EXIST" else ""    # away: the retries' business
+    except Exception as err:  # noqa: BLE001 - unreachable is not lost
+        if not transient(err):
             raise
-        return lost
     return ""
 
 

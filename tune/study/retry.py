@@ -90,6 +90,11 @@ class RetryingClient:
     def __init__(self, client, store: str, seconds: float | None = None):
         self._client, self._store, self._seconds = client, store, seconds
 
+    @property
+    def raw(self):
+        """The client without retries (for checks that must not wait)."""
+        return self._client
+
     def __getattr__(self, name: str):
         attr = getattr(self._client, name)
         if not callable(attr):

@@ -212,7 +212,7 @@ class TrialStatus(Callback):
             return
         self._checked = time.monotonic()
         tracker = self._get()
-        lost = store_lost(tracker.client, self.tracking_uri, getattr(self, "_identity", None),
+        lost = store_lost(tracker.client.raw, self.tracking_uri, getattr(self, "_identity", None),
                           tracker.experiment_id, self.study, [])
         if lost:
             raise StoreUnavailable(lost)
