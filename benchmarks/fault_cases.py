@@ -74,6 +74,8 @@ class Study:
         """(runs RUNNING, trials lost, trials duplicated) in the study's store."""
         from mlflow.tracking import MlflowClient
 
+        if self.uri.startswith("sqlite") and not (self.results / "mlflow.db").exists():
+            return "-", "-", "-"
         try:
             client = MlflowClient(self.uri)
             exp = client.get_experiment_by_name(self.name)
@@ -137,23 +139,25 @@ def case_undefined_objective(root):
     return code, s.err_lines, None, s, s.last
 
 
-def case_resume_conflict(root):
-    """Interrupted, then --resume --budget quick (the study's is smoke)."""
-    s = Study(root, "conflict")
+def interrupted(root, name) -> Study:
+    """A smoke study stopped by SIGINT after its first checkpoint."""
+    s = Study(root, name)
     proc = s.start(*SMOKE)
     s.wait_checkpoint(proc)
     os.kill(proc.pid, signal.SIGINT)
     s.finish(proc)
+    return s
+
+
+def case_resume_conflict(root):
+    """Interrupted, then --resume --budget quick (the study's is smoke)."""
+    s = interrupted(root, "conflict")
     return s.run("--resume", "--budget", "quick"), s.err_lines, None, s, s.last
 
 
 def case_truncated_state(root):
     """Interrupted, the Tune experiment state truncated (what a full disk leaves), then --resume."""
-    s = Study(root, "truncated")
-    proc = s.start(*SMOKE)
-    s.wait_checkpoint(proc)
-    os.kill(proc.pid, signal.SIGINT)
-    s.finish(proc)
+    s = interrupted(root, "truncated")
     state = max((s.results / "ray_results" / s.name).glob("experiment_state-*.json"), key=os.path.getmtime)
     state.write_text(state.read_text()[:100])
     return s.run("--resume"), s.err_lines, None, s, s.last

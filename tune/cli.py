@@ -53,7 +53,8 @@ def check_trainable(data, cfg) -> None:
 
     if data.length < min_length(cfg.tokenizer):
         raise UsageError(f"{data.name} has series of length {data.length}, shorter than the tokenizer's minimum "
-                         f"{min_length(cfg.tokenizer)}; drop it from --datasets")
+                         f"{min_length(cfg.tokenizer)} (tokenizer.n_fft {cfg.tokenizer.n_fft}); drop the dataset "
+                         f"or lower tokenizer.n_fft")
     counts = np.unique(np.asarray(data.y_train), return_counts=True)[1]
     if not len(counts) or counts.max() < 2:
         raise UsageError(f"{data.name}: every class has a single training series, so the cross-validated probe "

@@ -64,7 +64,9 @@ def _run_study(plan: StudyPlan, state: dict):
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     start = state["start"]
-    if not plan.resume:
+    if plan.resume:
+        check_tune_state(plan.storage / plan.name)    # before Ray starts: nothing else is printed
+    else:
         claim_study_folder(plan)
     started = False
     try:
@@ -78,8 +80,6 @@ def _run_study(plan: StudyPlan, state: dict):
         check_node_resources(ray_node_resources(), plan.cpus_per_trial, plan.gpus_per_trial)
         _print_dashboard(ctx)
         path = plan.storage / plan.name
-        if plan.resume:
-            check_tune_state(path)
         started = True
         tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name),
                                create=not plan.resume)
