@@ -2,6 +2,7 @@
 stage 2 for the best tokenizers, the parent runs' summary and the report."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from tune.study.retry import StoreUnavailable
 from tune.study.tracking import TrialStatus, artifact_root
 
 MODE = "max"
+DISK_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
 
 
 def run_study(plan: StudyPlan) -> int:
@@ -33,6 +35,11 @@ def run_study(plan: StudyPlan) -> int:
             runs = _run_study(plan, state)
         except StoreUnavailable as err:
             stop.request(str(err), STORE_EXIT)
+        except OSError as err:      # a full disk or a folder that stopped being writable: one line, like the store
+            if err.errno not in DISK_ERRORS:
+                raise
+            stop.request(f"cannot write {err.filename or 'the study outputs'} ({err.strerror}); the finished trials "
+                         f"are kept", STORE_EXIT)
         except StudyStopped:
             pass
         if stop:
