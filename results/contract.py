@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent   # results/ of the repository
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")   # names folders and the MLflow experiment
 
 # MLflow tags
 TRIAL_TAG = "ray.trial_id"
@@ -17,6 +19,7 @@ ROLE_TAG = "ssl_vqvae.role"          # ROLE_PARENT | ROLE_TRIAL
 ROLE_PARENT, ROLE_TRIAL = "parent", "trial"
 PARENT_TAG = "mlflow.parentRunId"
 CONFIGS_TAG = "ssl_vqvae.configs_run"  # on a parent: distinct configurations its finished search ran
+INTERRUPTED_TAG = "ssl_vqvae.interrupted"   # on a parent of a stopped study: "interrupted: N of M trials finished; ..."
 PARETO_TAG = "pareto"                 # on a child of a multi-objective study: "true" | "false" (its config on the front)
 
 # metric keys

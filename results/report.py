@@ -25,8 +25,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from results.cli import UsageError, run_cli  # noqa: E402
 from results.contract import (BASELINE_METHOD, CONFIG_TAG, DEFAULT_RESULTS_DIR, IDENTITY_PARAMS, KEY_TAG,  # noqa: E402
-                              CONFIGS_TAG, OBJECTIVES_PARAM, PARENT_TAG, PLANNED_CONFIGS_PARAM, PLANNED_SEEDS,
-                              ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SEEDS_PARAM, config_id, default_tracking_uri)
+                              CONFIGS_TAG, INTERRUPTED_TAG, OBJECTIVES_PARAM, PARENT_TAG, PLANNED_CONFIGS_PARAM,
+                              PLANNED_SEEDS, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SEEDS_PARAM, STUDY_NAME, config_id,
+                              default_tracking_uri)
 from results.ablation import answer_lines, aug_effects, thesis_verdict, weight_effects  # noqa: E402
 from results.figures import cd_figure, method_colours, pareto_figure, save_figure, weight_figure  # noqa: E402
 from results.pareto import front, front_counts, objective_specs  # noqa: E402
@@ -59,6 +60,13 @@ def method_of(ssl_method: str, aug_set: str) -> str:
     return BASELINE if ssl_method == BASELINE and aug_set in (BASELINE, "") else f"{ssl_method}/{aug_set}"
 
 
+def check_study_name(study: str) -> None:
+    """A study name names a folder under --results-dir: never a path that leaves it."""
+    if not STUDY_NAME.fullmatch(study):
+        raise UsageError(f"study name {study!r} must be 1-100 letters, digits, '.', '_' or '-' and start with a "
+                         f"letter or digit (it names a folder under --results-dir)")
+
+
 def load_study(study: str, tracking_uri: str) -> StudyRuns:
     """Every run of the study's experiment; raises UsageError (one line) on a bad store or name."""
     check_tracking_store(tracking_uri, must_exist=True)
@@ -83,10 +91,11 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
                              "proj_dim": _count(r.data.params.get("proj_dim")),
                              "configs_run": _count(r.data.tags.get(CONFIGS_TAG)),
                              OBJECTIVES_PARAM: r.data.params.get(OBJECTIVES_PARAM, ""),
+                             INTERRUPTED_TAG: r.data.tags.get(INTERRUPTED_TAG, ""),
                              **{k: r.data.metrics.get(k, math.nan) for k in YARDSTICK_METRICS}}
                             for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT],
                            columns=["run_id", "dataset", SEEDS_PARAM, PLANNED_CONFIGS_PARAM, "configs_run", "proj_dim",
-                                    OBJECTIVES_PARAM, *YARDSTICK_METRICS]).sort_values("dataset")
+                                    OBJECTIVES_PARAM, INTERRUPTED_TAG, *YARDSTICK_METRICS]).sort_values("dataset")
     children = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     params = sorted({k for r in children for k in r.data.params})
     trials = pd.DataFrame([{"run_id": r.info.run_id, "parent": r.data.tags.get(PARENT_TAG),
@@ -164,6 +173,7 @@ def trial_status(runs: StudyRuns) -> pd.DataFrame:
 
 def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> Path:
     """Write results_dir/<study>/ and log it to the study's parent runs; returns that folder."""
+    check_study_name(study)
     runs = load_study(study, tracking_uri)
     out = Path(results_dir) / study
     out.mkdir(parents=True, exist_ok=True)
@@ -362,7 +372,8 @@ SELECTION_NOTE = ("Per dataset and method, the configuration with the best mean 
 def summary_text(runs: StudyRuns, table: pd.DataFrame, status: pd.DataFrame, ranks: pd.DataFrame,
                  cd_note: str, best: pd.DataFrame, yardsticks: pd.DataFrame) -> str:
     n_exp = status["expected"].sum(min_count=len(status)) if len(status) else math.nan
-    lines = [f"# Study {runs.name}", "",
+    stopped = sorted({n for n in runs.parents.get(INTERRUPTED_TAG, []) if n})
+    lines = [f"# Study {runs.name}", "", *[f"**{n}**\n" for n in stopped],
              f"{len(runs.parents)} dataset(s): {', '.join(runs.parents['dataset'])}. Only FINISHED trials enter "
              "the tables; each method's configuration is chosen per dataset by validation SVM accuracy (mean over "
              "seeds), and test accuracy is only reported.", "", "## Trials", "",

@@ -64,7 +64,7 @@ def test_results_dir_that_cannot_be_written(capsys, tmp_path):
 def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tmp_path):
     code, out = _run(capsys, tmp_path, "--space", "aug_weight", "--grid", "--dry-run", "--datasets", "GunPoint,ArrowHead")
     assert code == 0
-    assert "trials: 2 x (16 configs + 1 baseline) x 3 seed(s) = 102" in out.out and "estimated time" in out.out
+    assert "trials: 2 dataset(s) x 17 configurations x 2 seed(s) = 68" in out.out and "estimated time" in out.out
     assert f"GunPoint [50x150, {QUICK_STEPS}]" in out.out     # the quick budget's steps at one step per epoch
     assert not (tmp_path / "mlflow.db").exists()
 

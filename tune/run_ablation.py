@@ -81,7 +81,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="continue a stopped or killed study (--name, or the latest one of --space and --budget)")
     out.add_argument("--dry-run", action="store_true", help="print the plan and the estimated time, run nothing")
     out.add_argument("--no-report", action="store_true", help="skip the results report at the end")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # which flags the command line gave (argparse sets a default only where the namespace has no value):
+    # --resume refuses those that contradict the study's recorded settings
+    unset = object()
+    probe = argparse.Namespace(**{k: None if isinstance(v, list) else unset for k, v in vars(args).items()})
+    p.parse_args(argv, namespace=probe)
+    args.explicit = {k for k, v in vars(probe).items() if v is not unset and v is not None}
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import json
 import time
 
 from results.cli import UsageError, run_cli
-from tune.cli import check_output_file, parse_overrides, write_json
+from tune.cli import check_output_file, check_trainable, parse_overrides, write_json
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 
 
@@ -43,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("--epochs and --eval-every must be at least 1")
     cfg = from_flat_dict(values)
     check_output_file(args.json, "--json")
+    from datasets.ucr import load_dataset
     from tune.engine.tokenizer_training import train_stage1   # torch and the models load after the arguments are checked
+
+    data = load_dataset(cfg.dataset, args.ucr_root, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                        nan_policy=cfg.nan_policy)
+    check_trainable(data, cfg)                                # what the study's plan refuses, in one line too
 
     print(json.dumps(to_flat_dict(cfg)))
     start = time.perf_counter()
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             shown = {k: round(v, 4) for k, v in metrics.items() if k != "epochs_done"}
             print(f"epoch {epoch:4d}/{cfg.epochs}  " + "  ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
 
-    final = train_stage1(cfg, on_epoch=show, checkpoint_dir=args.checkpoint_dir, ucr_root=args.ucr_root)
+    final = train_stage1(cfg, data, on_epoch=show, checkpoint_dir=args.checkpoint_dir)
     print(f"\n{cfg.dataset} ssl={cfg.ssl_method} aug={cfg.aug_set} w={cfg.aug_recon_weight}: "
           f"test svm {final['test/svm_acc']:.3f}  knn {final['test/knn_acc']:.3f}  "
           f"recon {final['test/recon_loss']:.4f}  val svm {final['val/svm_acc']:.3f}  "

@@ -9,7 +9,6 @@ import argparse
 import json
 import math
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -20,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from datasets.ucr import BUNDLED, BUNDLED_SMALL, load_dataset, resolve_names
-from models.tokenizer import min_length
 from results.cli import UsageError
-from results.contract import DEFAULT_RESULTS_DIR, OBJECTIVES, default_tracking_uri
+from results.contract import DEFAULT_RESULTS_DIR, OBJECTIVES, STUDY_NAME, default_tracking_uri
 from results.store import check_tracking_store
-from tune.cli import parse_overrides
+from tune.cli import check_trainable, parse_overrides
 from tune.config import from_flat_dict
 from tune.spaces import BUDGETS, SEARCH_MODES, SPACES, Budget, Cell, SearchSpace, search_cells
+from tune.study.preflight import check_node_resources
 
 # Seconds per optimizer step on one quiet core: a + b * (series in a batch x length), fitted to
 # benchmarks/stage1_speed.py on SonyAIBORobotSurface1 and GunPoint; used only for --dry-run's estimate.
@@ -87,7 +86,7 @@ class StudyPlan:
 
     @property
     def total_trials(self) -> int:
-        """The plan's trials from the start (a TPE cell that runs out of new points may run fewer)."""
+        """Every trial of the plan, known before the first starts: "expected" in the summary and the report."""
         return len(self.datasets) * self.trials_per_dataset
 
     def dataset_config(self, dataset: str) -> dict[str, Any]:
@@ -131,16 +130,16 @@ class StudyPlan:
 
 def make_plan(args) -> StudyPlan:
     """Check every input and resolve the defaults; raises UsageError / DataError with one line."""
-    if not args.space:
+    if not args.space and not (args.resume and args.name):     # --resume --name: the study's recorded space
         raise UsageError("--space is required: one of " + ", ".join(SPACES) + " (see --list-spaces)")
+    results_dir = Path(args.results_dir).expanduser().resolve() if args.results_dir else DEFAULT_RESULTS_DIR
+    name = _study_name(args, results_dir / "ray_results")
+    if args.resume:        # a resumed study keeps what it was started with; only where it runs may change
+        args = restore_settings(args, results_dir / "ray_results" / name / SETTINGS_FILE)
     if args.space not in SPACES:
         raise UsageError(f"unknown space {args.space!r}; choose one of {', '.join(SPACES)} (see --list-spaces)")
     if args.budget not in BUDGETS:
         raise UsageError(f"unknown budget {args.budget!r}; choose one of {', '.join(BUDGETS)}")
-    results_dir = Path(args.results_dir).expanduser().resolve() if args.results_dir else DEFAULT_RESULTS_DIR
-    name = _study_name(args, results_dir / "ray_results")
-    if args.resume:        # a resumed study keeps what it was started with; only where it runs may change
-        args = _restore_settings(args, results_dir / "ray_results" / name / SETTINGS_FILE)
     space, budget = SPACES[args.space], BUDGETS[args.budget]
     for flag, value in (("--num-samples", args.num_samples), ("--seeds", args.seeds), ("--max-concurrent", args.max_concurrent)):
         if value is not None and value < 1:
@@ -167,9 +166,7 @@ def make_plan(args) -> StudyPlan:
     for dataset in names:
         data = load_dataset(dataset, args.ucr_root, val_fraction=base_cfg.val_fraction, seed=0,
                             nan_policy=base_cfg.nan_policy)
-        if data.length < min_length(base_cfg.tokenizer):
-            raise UsageError(f"{dataset} has series of length {data.length}, shorter than the tokenizer's minimum "
-                             f"{min_length(base_cfg.tokenizer)}; drop it from --datasets")
+        check_trainable(data, base_cfg)
         shapes[dataset] = (len(data.x_train), data.length)
     # Largest datasets first: their long trials start early and the short ones fill the last slots.
     names = sorted(names, key=lambda n: -shapes[n][0] * shapes[n][1] * budget.epochs(shapes[n][0], base_cfg.batch_size))
@@ -184,6 +181,8 @@ def make_plan(args) -> StudyPlan:
     check_tracking_store(tracking_uri)
     if args.gpus_per_trial > 0 and not args.address:
         _check_local_gpus(args.gpus_per_trial)
+    if not args.address:
+        check_node_resources([{"CPU": os.cpu_count() or 1}], args.cpus_per_trial, 0.0, where="this machine")
     return StudyPlan(
         name=name, space=space, budget=budget, search=search, datasets=names, shapes=shapes,
         num_samples=args.num_samples or budget.num_samples,
@@ -197,9 +196,9 @@ def make_plan(args) -> StudyPlan:
 
 
 SETTINGS_FILE = "study_settings.json"     # inside the study's Tune folder: what --resume restores
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-SAVED_SETTINGS = ("space", "budget", "grid", "search", "datasets", "ucr_root", "num_samples", "seeds", "search_seed", "overrides",
-                  "stage2", "cpus_per_trial", "gpus_per_trial", "executor", "early_stopping", "objectives")
+SAVED_SETTINGS = ("space", "budget", "grid", "search", "datasets", "ucr_root", "num_samples", "seeds", "search_seed",
+                  "overrides", "stage2", "cpus_per_trial", "gpus_per_trial", "executor", "early_stopping", "objectives",
+                  "mlflow_uri")
 
 
 def parse_objectives(text: str) -> tuple[str, ...]:
@@ -214,11 +213,25 @@ def parse_objectives(text: str) -> tuple[str, ...]:
     return ("probe", *(n for n in names if n != "probe"))
 
 
-def _restore_settings(args, path: Path):
+def restore_settings(args, path: Path):
+    """args with the study's recorded settings; a flag given on the command line (args.explicit) with
+    another value than the recorded one is refused in one line naming both."""
     if not path.exists():
         raise UsageError(f"study settings {path} are missing, so the study cannot be resumed; start a new one")
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"study settings {path} are damaged ({err}); the study cannot be resumed") from None
+    for key in sorted(set(getattr(args, "explicit", ())) & set(saved) & set(SAVED_SETTINGS)):
+        if getattr(args, key) != saved[key]:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{flag} {_shown(getattr(args, key))} conflicts with the resumed study's recorded "
+                             f"{_shown(saved[key])}; drop {flag} (--resume uses the study's own settings)")
     return argparse.Namespace(**{**vars(args), **{k: saved[k] for k in SAVED_SETTINGS if k in saved}})
+
+
+def _shown(value) -> str:
+    return " ".join(f"--set {v}" for v in value) or "(none)" if isinstance(value, list) else repr(value)
 
 
 def _check_writable(path: Path) -> None:
@@ -242,7 +255,7 @@ def _check_local_gpus(gpus_per_trial: float) -> None:
 
 
 def _study_name(args, storage: Path) -> str:
-    if args.name is not None and not NAME_PATTERN.fullmatch(args.name):
+    if args.name is not None and not STUDY_NAME.fullmatch(args.name):
         raise UsageError(f"study name {args.name!r} must be 1-100 letters, digits, '.', '_' or '-' and start with "
                          f"a letter or digit (it names folders and the MLflow experiment)")
     if not args.resume:

@@ -2,6 +2,7 @@
 stage 2 for the best tokenizers, the parent runs' summary and the report."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import tempfile
@@ -14,14 +15,44 @@ import pandas as pd
 from results.cli import UsageError
 from results.contract import OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM, SELECTION_METRIC
 from tune.study.auth import TOKEN_FILE
+from tune.study.interrupts import (STOP, STORE_EXIT, StudyStopped, claim_signals, clear_stopped, close_stopped,
+                                   interrupted_note, stop_on_signals, tune_running)
 from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
+from tune.study.preflight import check_node_resources, ray_node_resources
+from tune.study.retry import StoreUnavailable
 from tune.study.tracking import TrialStatus, artifact_root
 
 MODE = "max"
+DISK_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
 
 
 def run_study(plan: StudyPlan) -> int:
-    """Start (or join) Ray, set up MLflow, run the Tune searches, then summarise and report."""
+    """Start (or join) Ray, set up MLflow, run the Tune searches, then summarise and report. A signal or a
+    failed tracking store stops it cleanly (tune.study.interrupts): exit 130 / 143 / 1, never 0."""
+    state: dict = {"start": time.time()}
+    with stop_on_signals() as stop:
+        try:
+            runs = _run_study(plan, state)
+        except StoreUnavailable as err:
+            stop.request(str(err), STORE_EXIT)
+        except OSError as err:      # a full disk or a folder that stopped being writable: one line, like the store
+            if err.errno not in DISK_ERRORS:
+                raise
+            stop.request(f"cannot write {err.filename or 'the study outputs'} ({err.strerror}); the finished trials "
+                         f"are kept", STORE_EXIT)
+        except StudyStopped:
+            pass
+        if stop:
+            return _stopped(plan, state, stop.reason, stop.code)
+    if plan.report:
+        _write_report(plan)
+    print(f"\nMLflow UI:  mlflow ui --backend-store-uri {plan.tracking_uri} --host 127.0.0.1 --port 5000"
+          if plan.tracking_uri.startswith("sqlite") else f"\nMLflow: {plan.tracking_uri}")
+    return exit_code(runs.trials["status"] if len(runs.trials) else [],
+                     _finite_objectives(runs.trials) if len(runs.trials) else 0)
+
+
+def _run_study(plan: StudyPlan, state: dict):
     import optuna
     import ray
     from ray import tune
@@ -39,28 +70,35 @@ def run_study(plan: StudyPlan) -> int:
     # a tracking server that goes away mid-study fails a call in seconds, not after MLflow's minutes of retries
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    start = time.time()
-    if not plan.resume:
+    start = state["start"]
+    if plan.resume:
+        check_tune_state(plan.storage / plan.name)    # before Ray starts: nothing else is printed
+    else:
         claim_study_folder(plan)
     started = False
     try:
         ctx = _start_ray(plan)
+        claim_signals()
     except BaseException:
         if not plan.resume:
             release_study_folder(plan)
         raise
     try:
-        if plan.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < plan.gpus_per_trial:
-            raise UsageError(f"--gpus-per-trial {plan.gpus_per_trial:g} but the Ray cluster has "
-                             f"{ray.cluster_resources().get('GPU', 0):g} GPUs; drop the flag or join a GPU cluster")
+        check_node_resources(ray_node_resources(), plan.cpus_per_trial, plan.gpus_per_trial)
         _print_dashboard(ctx)
+        path = plan.storage / plan.name
         started = True
-        tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name))
+        tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name),
+                               create=not plan.resume)
+        state["tracker"] = tracker
         parents = {ds: tracker.parent_run(ds, {"study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
                                                "search": plan.search, "seeds": plan.seeds, "num_samples": plan.num_samples,
                                                PLANNED_CONFIGS_PARAM: plan.configs_per_dataset, "steps": plan.budget.steps,
                                                OBJECTIVES_PARAM: ",".join(plan.objectives), **plan.dataset_config(ds)})
                    for ds in plan.datasets}
+        state["parents"] = parents
+        if plan.resume:
+            clear_stopped(tracker.client, parents)
         context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
                                parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
                                gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"),
@@ -71,7 +109,6 @@ def run_study(plan: StudyPlan) -> int:
         else:
             trainable = tune.with_resources(tune.with_parameters(stage1_trainable, context=context),
                                             {"cpu": plan.cpus_per_trial})
-        path = plan.storage / plan.name
         if plan.resume:
             if not tune.Tuner.can_restore(str(path)):
                 raise UsageError(f"study {plan.name} has no Tune state to resume at {path}; start it again without --resume")
@@ -93,7 +130,10 @@ def run_study(plan: StudyPlan) -> int:
                     failure_config=tune.FailureConfig(max_failures=2),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     callbacks=[TrialStatus(plan.tracking_uri, plan.name, plan.early_stopping)]))
-        tuner.fit()
+        with tune_running():
+            tuner.fit()
+        if STOP:      # fit() returned because the study was told to stop: _stopped() ends it
+            return None
         runs = load_study(plan.name, plan.tracking_uri)
         if plan.stage2 in ("best", "front"):
             stage2_for_best(runs, plan, context)
@@ -107,21 +147,77 @@ def run_study(plan: StudyPlan) -> int:
         raise
     finally:
         ray.shutdown()
+    return runs
+
+
+def _stopped(plan: StudyPlan, state: dict, reason: str, code: int) -> int:
+    """The end of a stopped study: its killed trials' runs closed KILLED with the reason, the summary and
+    the report marked interrupted (a store failure writes nothing more); one line on stderr."""
+    resume = (f"python tune/run_ablation.py --name {plan.name} --results-dir {plan.results_dir} --resume")
+    tracker, parents = state.get("tracker"), state.get("parents")
+    if code == STORE_EXIT or tracker is None or parents is None:
+        if tracker is None and not plan.resume:
+            release_study_folder(plan)
+        print(f"error: {reason}" + ("" if code == STORE_EXIT else f"; the study stopped before its first trial")
+              + (f"; continue it with: {resume}" if code == STORE_EXIT else ""), file=sys.stderr)
+        return code
+    import signal
+
+    from results.report import load_study
+    from tune.study.summary import summarize
+
+    for s in (signal.SIGINT, signal.SIGTERM):      # closing takes seconds: let it finish
+        signal.signal(s, signal.SIG_IGN)
+    why = f"interrupted ({reason}); continue the study with --resume"
+    close_stopped(tracker.client, tracker.experiment_id, parents, why, note="")
+    runs = load_study(plan.name, plan.tracking_uri)
+    finished = int((runs.trials["status"] == "FINISHED").sum()) if len(runs.trials) else 0
+    note = interrupted_note(finished, plan.total_trials)
+    summarize(runs, plan, tracker, parents, wall_s=time.time() - state["start"])
+    close_stopped(tracker.client, tracker.experiment_id, parents, why, note=note)   # the parents end KILLED
+    print(f"\nStudy {plan.name} {note}", flush=True)
     if plan.report:
         _write_report(plan)
-    print(f"\nMLflow UI:  mlflow ui --backend-store-uri {plan.tracking_uri} --host 127.0.0.1 --port 5000"
-          if plan.tracking_uri.startswith("sqlite") else f"\nMLflow: {plan.tracking_uri}")
-    return exit_code(runs.trials["status"] if len(runs.trials) else [])
+    print(f"error: {reason}: study {plan.name} {note.replace('`--resume`', resume)}", file=sys.stderr)
+    return code
 
 
-def exit_code(statuses) -> int:
-    """0 when some trial finished; 1 (with the reason on stderr) when every trial failed or none finished.
-    A share of failed trials is printed but is no failure of the study: the report lists them."""
+def check_tune_state(path: Path) -> None:
+    """Refuse to resume from a damaged Tune state (a truncated experiment state file, what a full disk
+    leaves): Tune would log "Failed to restore the run state" and start afresh, trials unrun."""
+    import json
+
+    states = sorted(path.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return          # Tuner.can_restore says what is missing
+    try:
+        json.loads(states[-1].read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"the Tune state {states[-1]} of the study is damaged ({type(err).__name__}: "
+                         f"{_first_line(err)}); it cannot be resumed: start the study again under another --name") from None
+
+
+def _finite_objectives(trials: pd.DataFrame) -> int:
+    """Finished trials with a finite selection objective."""
+    done = trials[trials["status"] == "FINISHED"]
+    if SELECTION_METRIC not in done:
+        return 0
+    return int(pd.to_numeric(done[SELECTION_METRIC], errors="coerce").notna().sum())
+
+
+def exit_code(statuses, finite: int | None = None) -> int:
+    """0 when some trial finished with a finite objective; 1 (with the reason on stderr) when every trial
+    failed, none finished, or none has a defined objective (NaN: the study selects nothing). A share of
+    failed trials is printed but is no failure of the study: the report lists them."""
     counts = pd.Series(list(statuses), dtype=object).value_counts()
     finished, total = int(counts.get("FINISHED", 0)), int(counts.sum())
     if finished == 0:
         print(f"error: none of the study's {total} trial(s) finished ({int(counts.get('FAILED', 0))} failed); "
               f"see the summary and the MLflow runs' error tags", file=sys.stderr)
+        return 1
+    if finite == 0:
+        print(f"error: {finished} trial(s) finished but none has a defined objective ({SELECTION_METRIC} is NaN), "
+              f"so nothing can be selected; see the summary", file=sys.stderr)
         return 1
     if finished < total:
         print(f"warning: {total - finished} of {total} trials did not finish ({finished / total:.0%} finished); "

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 import ray
 from ray.tune import Callback
 
 from results.contract import (CONFIG_TAG, KEY_TAG, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, TRIAL_TAG,
                               config_id, trial_key)
+from tune.study.interrupts import guarded, store_identity, store_lost
+from tune.study.retry import StoreUnavailable, retrying_client
 
 NODE_TAG = "ray.node_id"
 BATCH = 900                          # MLflow accepts at most 1000 metrics per log_batch
@@ -42,10 +43,14 @@ def numeric(metrics: dict[str, Any]) -> dict[str, float]:
 class StudyTracker:
     """Driver side: the study's experiment and its per-dataset parent runs."""
 
-    def __init__(self, tracking_uri: str, study: str, artifact_location: str | None):
+    def __init__(self, tracking_uri: str, study: str, artifact_location: str | None, create: bool = True):
+        """create=False: the study must be in the store already (a resumed study, the driver's callbacks)."""
         self.uri, self.study = tracking_uri, study
-        self.client = MlflowClient(tracking_uri)
+        self.client = retrying_client(tracking_uri)
         exp = self.client.get_experiment_by_name(study)
+        if exp is None and not create:
+            raise StoreUnavailable(f"the MLflow store {tracking_uri} has no study {study} (a store recreated empty, "
+                                   f"or another --mlflow-uri than the study's?); nothing was written into it")
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
             study, artifact_location=artifact_location)
 
@@ -100,7 +105,7 @@ class TrialRun:
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
                  run_name: str, params: dict[str, Any]):
         started = time.perf_counter()
-        self.client = MlflowClient(tracking_uri)
+        self.client = retrying_client(tracking_uri)
         found = self.client.search_runs(
             [experiment_id], f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1) or self.client.search_runs(
             [experiment_id], f"tags.`{KEY_TAG}` = '{trial_key(params)}'", max_results=1)
@@ -109,6 +114,8 @@ class TrialRun:
             self.client.set_tag(self.run_id, TRIAL_TAG, trial_id)
             if self.run.info.status != "FINISHED":
                 self.client.update_run(self.run_id, status="RUNNING")
+                if "error" in self.run.data.tags:      # why it stopped before (an interrupt): no longer true
+                    self.client.delete_tag(self.run_id, "error")
         else:
             self.run = self.client.create_run(experiment_id, run_name=run_name, tags={
                 TRIAL_TAG: trial_id, KEY_TAG: trial_key(params), CONFIG_TAG: config_id(params), ROLE_TAG: ROLE_TRIAL,
@@ -184,20 +191,40 @@ class TrialStatus(Callback):
         self.tracking_uri, self.study, self.early_stopping = tracking_uri, study, early_stopping
         self._tracker = None
 
+    CHECK_EVERY_S = 30.0
+
     def _get(self):
         if self._tracker is None:
-            self._tracker = StudyTracker(self.tracking_uri, self.study, None)
+            self._tracker = StudyTracker(self.tracking_uri, self.study, None, create=False)
         return self._tracker
 
     def __getstate__(self):
         return {**self.__dict__, "_tracker": None}
 
+    @guarded
+    def setup(self, **info):
+        self._identity, self._checked = store_identity(self.tracking_uri), time.monotonic()
+
+    @guarded
+    def on_step(self, iteration, trials, **info):
+        """Every CHECK_EVERY_S: does the store still hold the study? (a deleted SQLite file comes back empty)"""
+        if time.monotonic() - getattr(self, "_checked", 0.0) < self.CHECK_EVERY_S:
+            return
+        self._checked = time.monotonic()
+        tracker = self._get()
+        lost = store_lost(tracker.client.raw, self.tracking_uri, getattr(self, "_identity", None),
+                          tracker.experiment_id, self.study, [])
+        if lost:
+            raise StoreUnavailable(lost)
+
+    @guarded
     def on_trial_error(self, iteration, trials, trial, **info):
         error = None
         if trial.error_file and Path(trial.error_file).exists():
             error = Path(trial.error_file).read_text()
         self._get().close_trial(trial.trial_id, "FAILED", error=error or "trial failed after its retries")
 
+    @guarded
     def on_trial_complete(self, iteration, trials, trial, **info):
         epochs = (trial.last_result or {}).get("epochs_done")
         reason = (f"stopped early at epoch {epochs} by the early-stopping scheduler: its validation score "

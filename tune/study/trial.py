@@ -30,6 +30,7 @@ from results.contract import FAILED_KEY, SELECTION_METRIC
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 from tune.engine.figures import reconstruction_figure
 from tune.engine.tokenizer_training import TOKENIZER_FILE, load_tokenizer, train_stage1
+from tune.study.retry import StoreUnavailable
 from tune.study.tracking import TrialRun
 
 EVAL_KEY = SELECTION_METRIC   # present in a report exactly when the epoch evaluated
@@ -84,6 +85,8 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
         tracker.log_metrics({"time/trial_s": time.perf_counter() - started}, cfg.epochs)
         tracker.finish()
         return final
+    except StoreUnavailable:      # the store stayed away: writing the failure would wait as long again
+        raise
     except EXPECTED as err:
         # Deterministic (divergence, a bad config, bad data): a retry would fail the same way, so the trial
         # ends here, FAILED in MLflow with the reason, and Tune and Optuna are told it has no score.
@@ -92,9 +95,10 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
         to_tune({EVAL_KEY: math.nan, FAILED_KEY: reason}, False)
         return {}
     except SystemExit:
-        # tune.report raises SystemExit(0) in a trial that Tune stopped (the early-stopping scheduler):
-        # no failure; the driver's TrialStatus callback adds the epoch and the reason
-        tracker.finish("KILLED", error="stopped by Tune before it finished")
+        # tune.report raises SystemExit(0) in a trial that Tune stopped (the early-stopping scheduler, or the
+        # study interrupted): no failure; the driver closes the run KILLED with the reason (TrialStatus or
+        # tune.study.interrupts), which only it knows
+        tracker.flush()
         raise
     except BaseException:
         tracker.finish("FAILED", error=traceback.format_exc())
