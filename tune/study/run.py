@@ -15,7 +15,7 @@ from results.cli import UsageError
 from results.contract import OBJECTIVES_PARAM, SELECTION_METRIC
 from tune.study.auth import TOKEN_FILE
 from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
-from tune.study.tracking import TrialStatus, artifact_root
+from tune.study.tracking import TrialStatus, artifact_root, code_version_tags
 
 MODE = "max"
 
@@ -55,7 +55,9 @@ def run_study(plan: StudyPlan) -> int:
                              f"{ray.cluster_resources().get('GPU', 0):g} GPUs; drop the flag or join a GPU cluster")
         _print_dashboard(ctx)
         started = True
-        tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name))
+        code = code_version_tags()
+        tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name),
+                               run_tags=code)
         parents = {ds: tracker.parent_run(ds, {"study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
                                                "grid": plan.grid, "seeds": plan.seeds, "num_samples": plan.num_samples,
                                                "baseline_configs": plan.baseline_configs, "steps": plan.budget.steps,
@@ -64,7 +66,8 @@ def run_study(plan: StudyPlan) -> int:
         context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
                                parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
                                gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"),
-                               stage2=plan.stage2 == "all", fcn_cache=str(plan.results_dir / "fcn"))
+                               stage2=plan.stage2 == "all", fcn_cache=str(plan.results_dir / "fcn"),
+                               stage2_params=plan.stage2 != "off", run_tags=code)
         if plan.executor == "train":   # the trial only drives: its Train worker holds the CPUs / GPUs
             trainable = tune.with_resources(tune.with_parameters(train_driver, context=context),
                                             {"cpu": 0, "memory": 256 * 1024 ** 2})
