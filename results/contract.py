@@ -71,6 +71,13 @@ def run_label(params: dict[str, Any]) -> str:
     return f"{config_label(params)} s{params.get('seed', 0)}"
 
 
+def trial_label(params: dict[str, Any], trial_id: str | None = None) -> str:
+    """A trial wherever it shows outside its dataset's parent run (Ray dashboard, console):
+    `GunPoint vibcreg/warp w=0.10 s0 (trial 27da8b19)`."""
+    label = f"{params.get('dataset', '?')} {run_label(params)}"
+    return f"{label} (trial {trial_id})" if trial_id else label
+
+
 def default_tracking_uri(results_dir: Path) -> str:
     """An absolute SQLite URI: trials run with other working directories (notes/ray-stack.md)."""
     return f"sqlite:///{(Path(results_dir) / 'mlflow.db').resolve()}"

@@ -65,12 +65,12 @@ def test_smoke_study_on_two_bundled_datasets(tmp_path):
         mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
         assert len(mine) == 3 and {c.data.params["dataset"] for c in mine} == {parent.data.tags["dataset"]}
         assert sum(c.data.params["ssl_method"] == "none" for c in mine) == 1
-        best = (parent.data.tags["best.ssl_method"], parent.data.tags["best.aug_set"],
-                parent.data.tags["best.aug_recon_weight"])
+        best = (parent.data.tags["best_ssl.ssl_method"], parent.data.tags["best_ssl.aug_set"],
+                parent.data.tags["best_ssl.aug_recon_weight"])
         means = _validation_means(mine)
         assert means[best] == max(means.values())     # selection by validation (ties allowed), never by test
-        assert parent.data.metrics["best/val_svm_acc"] == pytest.approx(means[best])
-        assert "best/test_svm_acc" in parent.data.metrics and "baseline/test_svm_acc" in parent.data.metrics
+        assert parent.data.metrics["best_ssl/val_svm_acc"] == pytest.approx(means[best])
+        assert "best_ssl/test_svm_acc" in parent.data.metrics and "baseline/test_svm_acc" in parent.data.metrics
     c = client(tmp_path)
     for child in children:
         assert child.info.status == "FINISHED"

@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="continue a stopped or killed study (--name, or the latest one of --space and --budget)")
     out.add_argument("--dry-run", action="store_true", help="print the plan and the estimated time, run nothing")
     out.add_argument("--no-report", action="store_true", help="skip the results report at the end")
+    out.add_argument("--ray-progress", action="store_true",
+                     help="Ray Tune's own progress tables and the trial processes' output instead of one line "
+                          "per finished trial")
     return p.parse_args(argv)
 
 
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     print(plan.describe())
     if args.dry_run:
         return 0
-    return run_study(plan)
+    return run_study(plan, ray_progress=args.ray_progress)
 
 
 if __name__ == "__main__":

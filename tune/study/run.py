@@ -12,16 +12,18 @@ from pathlib import Path
 import pandas as pd
 
 from results.cli import UsageError
-from results.contract import OBJECTIVES_PARAM, SELECTION_METRIC
+from results.contract import OBJECTIVES_PARAM, SELECTION_METRIC, trial_label
 from tune.study.auth import TOKEN_FILE
+from tune.study.console import TrialLines, answer_line, mlflow_ui_command, phase, quiet, start_lines
 from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
 from tune.study.tracking import TrialStatus, artifact_root, code_version_tags
 
 MODE = "max"
 
 
-def run_study(plan: StudyPlan) -> int:
-    """Start (or join) Ray, set up MLflow, run the Tune searches, then summarise and report."""
+def run_study(plan: StudyPlan, ray_progress: bool = False) -> int:
+    """Start (or join) Ray, set up MLflow, run the Tune searches, then summarise and report; the console
+    shows one line per trial (tune.study.console), or Ray's own progress tables with `ray_progress`."""
     import optuna
     import ray
     from ray import tune
@@ -29,7 +31,7 @@ def run_study(plan: StudyPlan) -> int:
     from results.report import load_study
     from tune.study.search import StudySearch
     from tune.study.summary import summarize
-    from tune.study.trial import TrialContext, stage1_trainable, train_driver
+    from tune.study.trial import TrialContext, named_trainable, stage1_trainable, train_driver
     from tune.study.tracking import StudyTracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -39,12 +41,13 @@ def run_study(plan: StudyPlan) -> int:
     # a tracking server that goes away mid-study fails a call in seconds, not after MLflow's minutes of retries
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    reporter = None if ray_progress else quiet()
     start = time.time()
     if not plan.resume:
         claim_study_folder(plan)
     started = False
     try:
-        ctx = _start_ray(plan)
+        ctx = _start_ray(plan, log_to_driver=ray_progress)
     except BaseException:
         if not plan.resume:
             release_study_folder(plan)
@@ -53,7 +56,6 @@ def run_study(plan: StudyPlan) -> int:
         if plan.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < plan.gpus_per_trial:
             raise UsageError(f"--gpus-per-trial {plan.gpus_per_trial:g} but the Ray cluster has "
                              f"{ray.cluster_resources().get('GPU', 0):g} GPUs; drop the flag or join a GPU cluster")
-        _print_dashboard(ctx)
         started = True
         code = code_version_tags()
         tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name),
@@ -69,41 +71,55 @@ def run_study(plan: StudyPlan) -> int:
                                stage2=plan.stage2 == "all", fcn_cache=str(plan.results_dir / "fcn"),
                                stage2_params=plan.stage2 != "off", run_tags=code)
         if plan.executor == "train":   # the trial only drives: its Train worker holds the CPUs / GPUs
-            trainable = tune.with_resources(tune.with_parameters(train_driver, context=context),
-                                            {"cpu": 0, "memory": 256 * 1024 ** 2})
+            trainable = named_trainable(tune.with_resources(tune.with_parameters(train_driver, context=context),
+                                                            {"cpu": 0, "memory": 256 * 1024 ** 2}), "TrainDriverTrial")
         else:
-            trainable = tune.with_resources(tune.with_parameters(stage1_trainable, context=context),
-                                            {"cpu": plan.cpus_per_trial})
+            trainable = named_trainable(tune.with_resources(tune.with_parameters(stage1_trainable, context=context),
+                                                            {"cpu": plan.cpus_per_trial}), "Stage1Trial")
         path = plan.storage / plan.name
+        slots = plan.max_concurrent or _slots(plan, ray.cluster_resources())
+        lines = None if ray_progress else TrialLines(
+            0, slots, [m for m, _ in plan.objective_specs], {ds: plan.per_dataset[ds]["epochs"] for ds in plan.datasets})
+        callbacks = [TrialStatus(plan.tracking_uri, plan.name, plan.early_stopping)] + ([lines] if lines else [])
         if plan.resume:
             if not tune.Tuner.can_restore(str(path)):
                 raise UsageError(f"study {plan.name} has no Tune state to resume at {path}; start it again without --resume")
             tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+            total = plan.trials_per_dataset * len(plan.datasets)
         else:
             searcher = StudySearch(plan.datasets, plan.space, num_samples=plan.num_samples, seeds=plan.seeds,
                                    metric=[m for m, _ in plan.objective_specs],
                                    mode=[mode for _, mode in plan.objective_specs], seed=plan.search_seed, grid=plan.grid,
                                    base={ds: plan.dataset_config(ds) for ds in plan.datasets})
+            total = searcher.total_trials
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
                     metric=SELECTION_METRIC, mode=MODE, search_alg=searcher, num_samples=searcher.total_trials,
                     scheduler=early_stopping_scheduler(plan),
-                    max_concurrent_trials=plan.max_concurrent or _slots(plan, ray.cluster_resources()),
-                    reuse_actors=plan.executor == "function", trial_dirname_creator=_trial_dirname),
+                    max_concurrent_trials=slots,
+                    reuse_actors=False, trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
                 run_config=tune.RunConfig(
-                    name=plan.name, storage_path=str(plan.storage), verbose=1,
+                    name=plan.name, storage_path=str(plan.storage), verbose=1 if ray_progress else 0,
+                    progress_reporter=reporter,
                     failure_config=tune.FailureConfig(max_failures=2),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[TrialStatus(plan.tracking_uri, plan.name, plan.early_stopping)]))
+                    callbacks=callbacks))
+        if lines:
+            lines.total = total
+        print("\n".join(start_lines(plan.name, total, plan.datasets, slots, plan.tracking_uri, _dashboard(ctx))),
+              flush=True)
         tuner.fit()
         runs = load_study(plan.name, plan.tracking_uri)
         if plan.stage2 in ("best", "front"):
             stage2_for_best(runs, plan, context)
             runs = load_study(plan.name, plan.tracking_uri)
         configs_run = None if plan.resume else {ds: searcher.distinct_configs(ds) for ds in plan.datasets}
-        summarize(runs, plan, tracker, parents, wall_s=time.time() - start, configs_run=configs_run,
-                  yardsticks=raw_yardsticks(plan))
+        with phase(f"yardsticks on the raw series (linear probes, 1-NN, MiniRocket) for {len(plan.datasets)} "
+                   f"dataset(s)"):
+            yardsticks = raw_yardsticks(plan)
+        summary = summarize(runs, plan, tracker, parents, wall_s=time.time() - start, configs_run=configs_run,
+                            yardsticks=yardsticks)
     except BaseException:
         if not started and not plan.resume:
             release_study_folder(plan)
@@ -111,9 +127,11 @@ def run_study(plan: StudyPlan) -> int:
     finally:
         ray.shutdown()
     if plan.report:
-        _write_report(plan)
-    print(f"\nMLflow UI:  mlflow ui --backend-store-uri {plan.tracking_uri} --host 127.0.0.1 --port 5000"
-          if plan.tracking_uri.startswith("sqlite") else f"\nMLflow: {plan.tracking_uri}")
+        with phase("report (tables, figures, tests)"):
+            out = _write_report(plan)
+        print(f"Report: {out / 'summary.md'}")
+    print(f"MLflow UI:  {mlflow_ui_command(plan.tracking_uri)}  (experiment {plan.name})")
+    print(answer_line(summary, plan.budget.name), flush=True)
     return exit_code(runs.trials["status"] if len(runs.trials) else [])
 
 
@@ -148,8 +166,6 @@ def raw_yardsticks(plan: StudyPlan) -> dict[str, dict[str, float]]:
     from datasets.ucr import load_dataset
     from tune.engine.yardsticks import cached_yardsticks
 
-    print(f"yardsticks on the raw series (linear probes, 1-NN, MiniRocket) for {len(plan.datasets)} dataset(s)",
-          flush=True)
     return {ds: cached_yardsticks(load_dataset(ds, plan.ucr_root, val_fraction=0.0, nan_policy=plan.train.get(
         "nan_policy", "resample")), plan.results_dir / "yardsticks") for ds in plan.datasets}
 
@@ -205,21 +221,21 @@ def _stage2_task(params: dict, trial_id: str, context) -> dict:
     return stage2_of_finished_trial(params, context, trial_id)
 
 
-def _start_ray(plan: StudyPlan):
+def _start_ray(plan: StudyPlan, log_to_driver: bool = True):
     """Join plan.address (checked reachable by the plan) or start a local cluster, its dashboard on the
     loopback (Ray 2.60 binds its gRPC servers itself: see benchmarks/listening_sockets.py)."""
     import ray
 
     if plan.address:
         try:
-            return ray.init(address=plan.address, logging_level="WARNING")
+            return ray.init(address=plan.address, logging_level="WARNING", log_to_driver=log_to_driver)
         except (ConnectionError, RuntimeError, TimeoutError) as err:
             raise UsageError(f"cannot join the Ray cluster at {plan.address} ({_first_line(err)}); if it uses token "
                              f"authentication, put its token in {TOKEN_FILE} or RAY_AUTH_TOKEN and export "
                              f"RAY_AUTH_MODE=token") from None
     try:
         return ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True,
-                        dashboard_host="127.0.0.1", logging_level="WARNING")
+                        dashboard_host="127.0.0.1", logging_level="WARNING", log_to_driver=log_to_driver)
     except (ConnectionError, RuntimeError, TimeoutError, OSError, ValueError) as err:
         raise UsageError(f"cannot start a local Ray cluster ({_first_line(err)}); Ray's logs are under "
                          f"{Path(tempfile.gettempdir()) / 'ray'} (a long temp dir breaks its socket paths: "
@@ -231,11 +247,11 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _print_dashboard(ctx) -> None:
+def _dashboard(ctx) -> str | None:
     url = getattr(ctx, "dashboard_url", None)
-    if url:
-        extra = f" (token authentication: paste the token from {TOKEN_FILE})" if TOKEN_FILE.exists() else ""
-        print(f"Ray dashboard: http://{url}{extra}", flush=True)
+    if not url:
+        return None
+    return f"http://{url}" + (f" (token authentication: paste the token from {TOKEN_FILE})" if TOKEN_FILE.exists() else "")
 
 
 def _slots(plan: StudyPlan, resources: dict) -> int:
@@ -250,7 +266,12 @@ def _trial_dirname(trial) -> str:
     return trial.trial_id
 
 
-def _write_report(plan: StudyPlan) -> None:
+def _trial_name(trial) -> str:
+    """Tune's name of a trial (its progress tables, Trainable.trial_name): dataset, configuration, seed."""
+    return trial_label(trial.config, trial.trial_id)
+
+
+def _write_report(plan: StudyPlan) -> Path:
     from results.report import write_report
 
-    write_report(plan.name, tracking_uri=plan.tracking_uri, results_dir=plan.results_dir)
+    return write_report(plan.name, tracking_uri=plan.tracking_uri, results_dir=plan.results_dir)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import hashlib
 import json
 import math
 import subprocess
@@ -27,6 +26,7 @@ from ray.tune import Callback
 from results.contract import (CONFIG_TAG, DATA_CONTEXT_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, GIT_BRANCH_TAG,
                               GIT_COMMIT_TAG, GIT_DIRTY_TAG, KEY_TAG, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL,
                               SOURCE_NAME_TAG, SOURCE_TYPE_TAG, TRIAL_TAG, USER_TAG, config_id, trial_key)
+from tune.engine.checkpoints import fingerprint
 
 NODE_TAG = "ray.node_id"
 BATCH = 900                          # MLflow accepts at most 1000 metrics per log_batch
@@ -70,12 +70,7 @@ def _user() -> str:
 
 def dataset_digest(x_train: np.ndarray, y_train: np.ndarray) -> str:
     """What the tokenizer trained on: a hash of the preprocessed train split (series and labels)."""
-    h = hashlib.sha256()
-    for a in (x_train, y_train):
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:12]
+    return fingerprint(x_train, y_train)[:12]
 
 
 def dataset_input(data) -> DatasetInput:

@@ -26,7 +26,7 @@ import torch
 
 from datasets.ucr import UCRDataset, load_dataset
 from results.cli import EXPECTED
-from results.contract import FAILED_KEY, SELECTION_METRIC, run_label
+from results.contract import FAILED_KEY, SELECTION_METRIC, run_label, trial_label
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 from tune.engine.figures import reconstruction_figure
 from tune.engine.tokenizer_training import TOKENIZER_FILE, load_tokenizer, train_stage1
@@ -184,6 +184,20 @@ def stage2_in_ray_train(params: dict, trial_id: str, context: TrialContext) -> d
     if FAILED_KEY in metrics:
         raise RuntimeError(metrics[FAILED_KEY])
     return metrics
+
+
+def named_trainable(fn: Callable, class_name: str) -> type:
+    """`fn` (a Tune function trainable, after tune.with_resources) as a Trainable class named `class_name`
+    whose Ray actor reads as its trial in the Ray dashboard and `ray list actors --detail` (repr: dataset,
+    configuration, seed, trial id). Ray takes an actor's repr once, when the actor starts: run it with
+    TuneConfig(reuse_actors=False), so that each trial has its own actor."""
+    from ray.tune.trainable import wrap_function
+
+    def __repr__(self) -> str:
+        return trial_label(self.config, self.trial_id)
+
+    return type(class_name, (wrap_function(fn),), {"__repr__": __repr__, "__module__": __name__,
+                                                   "__qualname__": class_name})
 
 
 def stage1_trainable(config: dict, context: TrialContext) -> None:
