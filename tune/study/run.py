@@ -117,7 +117,7 @@ def run_study(plan: StudyPlan, ray_progress: bool = False) -> int:
         configs_run = None if plan.resume else {ds: searcher.distinct_configs(ds) for ds in plan.datasets}
         with phase(f"yardsticks on the raw series (linear probes, 1-NN, MiniRocket) for {len(plan.datasets)} "
                    f"dataset(s)"):
-            yardsticks = raw_yardsticks(plan)
+            yardsticks = raw_yardsticks(plan, on_data=lambda ds, data: tracker.log_dataset(parents[ds], data))
         summary = summarize(runs, plan, tracker, parents, wall_s=time.time() - start, configs_run=configs_run,
                             yardsticks=yardsticks)
     except BaseException:
@@ -161,13 +161,19 @@ def early_stopping_scheduler(plan: StudyPlan):
                           metric=SELECTION_METRIC, mode=MODE)
 
 
-def raw_yardsticks(plan: StudyPlan) -> dict[str, dict[str, float]]:
-    """Per dataset, the raw-series yardsticks (computed once, cached under the results folder)."""
+def raw_yardsticks(plan: StudyPlan, on_data=None) -> dict[str, dict[str, float]]:
+    """Per dataset, the raw-series yardsticks (computed once, cached under the results folder);
+    on_data(dataset, UCRDataset) sees each dataset loaded (the parent run's dataset input)."""
     from datasets.ucr import load_dataset
     from tune.engine.yardsticks import cached_yardsticks
 
-    return {ds: cached_yardsticks(load_dataset(ds, plan.ucr_root, val_fraction=0.0, nan_policy=plan.train.get(
-        "nan_policy", "resample")), plan.results_dir / "yardsticks") for ds in plan.datasets}
+    out = {}
+    for ds in plan.datasets:
+        data = load_dataset(ds, plan.ucr_root, val_fraction=0.0, nan_policy=plan.train.get("nan_policy", "resample"))
+        if on_data:
+            on_data(ds, data)
+        out[ds] = cached_yardsticks(data, plan.results_dir / "yardsticks")
+    return out
 
 
 def stage2_for_best(runs, plan: StudyPlan, context) -> None:

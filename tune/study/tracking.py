@@ -126,6 +126,10 @@ class StudyTracker:
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run.info.run_id
 
+    def log_dataset(self, run_id: str, data) -> None:
+        """A parent run's dataset input (the whole train split, as its trials see it without a validation split)."""
+        self.client.log_inputs(run_id, datasets=[dataset_input(data)])
+
     def child_runs(self, parent_run_id: str) -> list:
         return self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
                                        max_results=10_000)
