@@ -29,6 +29,7 @@ if __name__ == "__main__" and not __package__:   # `python benchmarks/mlflow_ui_
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from results.contract import ROLE_TAG, ROLE_TRIAL, default_tracking_uri  # noqa: E402
+from tune.study.console import experiment_url  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -68,7 +69,18 @@ def wait_http(url: str, seconds: float) -> None:
     raise TimeoutError(f"{url} did not answer in {seconds:.0f} s")
 
 
-def run_study(results: Path, img: Path) -> str:
+def alive_trials(dashboard: str) -> list[str]:
+    """The reprs of the dashboard's live trial actors (State API)."""
+    from ray.util.state import list_actors
+
+    try:
+        actors = list_actors(address=dashboard, detail=True, filters=[("state", "=", "ALIVE")])
+    except Exception:      # noqa: BLE001 - the API server is still starting
+        return []
+    return [a.repr_name for a in actors if a.class_name == "Stage1Trial" and a.repr_name]
+
+
+def run_study(results: Path, img: Path, checks: dict[str, bool]) -> str:
     """A smoke study on GunPoint; the dashboard's actor list is screenshot while its trials run."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "MLFLOW_DISABLE_TELEMETRY": "true",
            "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
@@ -82,11 +94,11 @@ def run_study(results: Path, img: Path) -> str:
         while proc.poll() is None:
             text = log.read_text()
             dashboard = re.search(r"Ray dashboard: (http://\S+)", text)
-            if dashboard and not shot:
-                time.sleep(6)                          # the first trials' actors are up
+            if dashboard and not shot and alive_trials(dashboard.group(1)):
                 dom = browse(f"{dashboard.group(1)}/#/actors", img / "ray_actors.png", size="1900,700")
                 shot = True
-                print(f"ray dashboard actors page: {'s0 (trial' in dom and 'Stage1Trial' in dom}")
+                checks["ray dashboard: trial actors named by dataset, configuration, seed"] = \
+                    "Stage1Trial" in dom and "GunPoint" in dom and " s0 (trial " in dom
             time.sleep(1)
     text = log.read_text()
     name = re.search(r"^Study (\S+):", text, re.M)
@@ -104,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     results, img = Path(args.results_dir).resolve(), Path(args.img)
     img.mkdir(parents=True, exist_ok=True)
-    study = run_study(results, img) if args.run_study else args.study
+    checks: dict[str, bool] = {}
+    study = run_study(results, img, checks) if args.run_study else args.study
     uri = default_tracking_uri(results)
 
     from mlflow.tracking import MlflowClient
@@ -119,25 +132,25 @@ def main(argv: list[str] | None = None) -> int:
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                                "--port", str(port), "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    checks: dict[str, bool] = {}
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/health", 120)
         q = urllib.parse.quote
-        table = (f"{base}/#/experiments/{exp.experiment_id}/runs?searchFilter={q(f'tags.`{ROLE_TAG}` = {chr(39)}trial{chr(39)}')}"
+        trial_filter = q(f"tags.`{ROLE_TAG}` = '{ROLE_TRIAL}'")       # a filter lists the nested trial runs flat
+        table = (f"{experiment_url(base, exp.experiment_id)}&searchFilter={trial_filter}"
                  f"&orderByKey={q('metrics.`val/svm_acc`')}&orderByAsc=false")
         dom = browse(table, img / "mlflow_runs.png")
         names = {r.info.run_name for r in trials}
         checks["runs table: every trial's readable name"] = all(n in dom for n in names)
         ds = trial.inputs.dataset_inputs[0].dataset
         checks[f"runs table: dataset input {ds.name} ({ds.digest})"] = f"{ds.name} ({ds.digest})" in dom
-        landing = browse(f"{base}/#/experiments/{exp.experiment_id}")
-        checks["experiment opens on its runs table"] = "Training runs" in landing and "matching runs" in landing
+        landing = browse(experiment_url(base, exp.experiment_id))
+        checks["the printed experiment URL opens on its runs table"] = "matching runs" in landing
         page = browse(f"{base}/#/experiments/{exp.experiment_id}/runs/{trial.info.run_id}", img / "mlflow_run.png",
                       size="1900,1100")
         checks[f"run page: name {trial.info.run_name}"] = trial.info.run_name in page
         value = trial.data.metrics["test/svm_acc"]
-        checks[f"run page: test/svm_acc = {value:.4g}"] = "test/svm_acc" in page and f"{value:.3f}"[:4] in page
+        checks[f"run page: test/svm_acc = {value:.4g}"] = "test/svm_acc" in page and f"{value:.3f}" in page
         checks["run page: git commit"] = trial.data.tags.get("mlflow.source.git.commit", "?")[:7] in page
         ids = json.dumps([r.info.run_id for r in trials])
         compare = browse(f"{base}/#/compare-runs?runs={q(ids)}&experiments={q(json.dumps([exp.experiment_id]))}",

@@ -47,9 +47,12 @@ def test_trial_lines_count_every_ending_once_and_say_why_it_ended():
 
 
 def test_the_start_says_where_to_watch():
-    text = "\n".join(start_lines("s1", 6, ["GunPoint"], 2, "sqlite:////tmp/x/mlflow.db", "http://127.0.0.1:8265"))
+    text = "\n".join(start_lines("s1", 6, ["GunPoint"], 2, "sqlite:////tmp/x/mlflow.db", "http://127.0.0.1:8265", "7"))
     assert "6 trials" in text and "http://127.0.0.1:8265" in text
-    assert "mlflow ui --backend-store-uri sqlite:////tmp/x/mlflow.db" in text and "experiment s1" in text
+    assert "mlflow ui --backend-store-uri sqlite:////tmp/x/mlflow.db" in text
+    assert "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning" in text    # the runs table
+    server = start_lines("s1", 6, ["GunPoint"], 2, "http://mlflow:5000/", None, "7")
+    assert server[-1].endswith("http://mlflow:5000/#/experiments/7/runs?workflowType=machine_learning")
 
 
 def test_the_answer_counts_datasets_and_marks_smoke_studies():

@@ -132,20 +132,32 @@ def phase(what: str, printer=print) -> Iterator[None]:
     printer(f"  done in {duration(time.monotonic() - started)}", flush=True)
 
 
+UI_PORT = 5000
+
+
 def mlflow_ui_command(tracking_uri: str) -> str:
     if tracking_uri.startswith("sqlite"):
-        return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+        return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port {UI_PORT}"
     return f"open {tracking_uri}"
 
 
+def experiment_url(tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's runs table. MLflow 3.17's UI opens every experiment on its GenAI overview unless the
+    browser was switched to "Model training" once (workflowType, kept in its local storage) or the URL says so."""
+    base = f"http://127.0.0.1:{UI_PORT}" if tracking_uri.startswith("sqlite") else tracking_uri.rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def start_lines(name: str, total: int, datasets: list[str], slots: int, tracking_uri: str,
-                dashboard: str | None) -> list[str]:
+                dashboard: str | None, experiment_id: str = "") -> list[str]:
     """Where to watch a study that starts."""
     lines = [f"Study {name}: {total} trials on {len(datasets)} dataset(s), {slots} at a time"]
     if dashboard:
         lines.append(f"  Ray dashboard: {dashboard}  (Actors: one Stage1Trial per running trial, named by "
                      f"dataset, configuration and seed)")
-    lines.append(f"  MLflow: {mlflow_ui_command(tracking_uri)}  then open experiment {name}")
+    lines.append(f"  MLflow: {mlflow_ui_command(tracking_uri)}")
+    if experiment_id:
+        lines.append(f"          then {experiment_url(tracking_uri, experiment_id)}")
     return lines
 
 

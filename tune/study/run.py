@@ -14,7 +14,8 @@ import pandas as pd
 from results.cli import UsageError
 from results.contract import OBJECTIVES_PARAM, SELECTION_METRIC, trial_label
 from tune.study.auth import TOKEN_FILE
-from tune.study.console import TrialLines, answer_line, mlflow_ui_command, phase, quiet, start_lines
+from tune.study.console import (TrialLines, answer_line, experiment_url, mlflow_ui_command, phase, quiet,
+                                start_lines)
 from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
 from tune.study.tracking import TrialStatus, artifact_root, code_version_tags
 
@@ -107,8 +108,8 @@ def run_study(plan: StudyPlan, ray_progress: bool = False) -> int:
                     callbacks=callbacks))
         if lines:
             lines.total = total
-        print("\n".join(start_lines(plan.name, total, plan.datasets, slots, plan.tracking_uri, _dashboard(ctx))),
-              flush=True)
+        print("\n".join(start_lines(plan.name, total, plan.datasets, slots, plan.tracking_uri, _dashboard(ctx),
+                                    tracker.experiment_id)), flush=True)
         tuner.fit()
         runs = load_study(plan.name, plan.tracking_uri)
         if plan.stage2 in ("best", "front"):
@@ -130,7 +131,7 @@ def run_study(plan: StudyPlan, ray_progress: bool = False) -> int:
         with phase("report (tables, figures, tests)"):
             out = _write_report(plan)
         print(f"Report: {out / 'summary.md'}")
-    print(f"MLflow UI:  {mlflow_ui_command(plan.tracking_uri)}  (experiment {plan.name})")
+    print(f"MLflow UI:  {mlflow_ui_command(plan.tracking_uri)}\n  then {experiment_url(plan.tracking_uri, tracker.experiment_id)}")
     print(answer_line(summary, plan.budget.name), flush=True)
     return exit_code(runs.trials["status"] if len(runs.trials) else [])
 
@@ -257,7 +258,8 @@ def _dashboard(ctx) -> str | None:
     url = getattr(ctx, "dashboard_url", None)
     if not url:
         return None
-    return f"http://{url}" + (f" (token authentication: paste the token from {TOKEN_FILE})" if TOKEN_FILE.exists() else "")
+    token = TOKEN_FILE.exists() and os.environ.get("RAY_AUTH_MODE") != "disabled"
+    return f"http://{url}" + (f" (token authentication: paste the token from {TOKEN_FILE})" if token else "")
 
 
 def _slots(plan: StudyPlan, resources: dict) -> int:
