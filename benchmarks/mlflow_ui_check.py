@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         checks[f"runs table: dataset input {ds.name} ({ds.digest})"] = f"{ds.name} ({ds.digest})" in dom
         landing = browse(experiment_url(base, exp.experiment_id))
         checks["the printed experiment URL opens on its runs table"] = "matching runs" in landing
-        page = browse(f"{base}/#/experiments/{exp.experiment_id}/runs/{trial.info.run_id}", img / "mlflow_run.png",
-                      size="1900,1100")
+        run_url = f"{base}/#/experiments/{exp.experiment_id}/runs/{trial.info.run_id}?workflowType=machine_learning"
+        page = browse(run_url, img / "mlflow_run.png", size="1900,1100")
         checks[f"run page: name {trial.info.run_name}"] = trial.info.run_name in page
         value = trial.data.metrics["test/svm_acc"]
         checks[f"run page: test/svm_acc = {value:.4g}"] = "test/svm_acc" in page and f"{value:.3f}" in page
