@@ -153,11 +153,11 @@ def start_lines(name: str, total: int, datasets: list[str], slots: int, tracking
     """Where to watch a study that starts."""
     lines = [f"Study {name}: {total} trials on {len(datasets)} dataset(s), {slots} at a time"]
     if dashboard:
-        lines.append(f"  Ray dashboard: {dashboard}  (Actors: one Stage1Trial per running trial, named by "
+        lines.append(f"Ray dashboard: {dashboard}  (Actors: one Stage1Trial per running trial, named by "
                      f"dataset, configuration and seed)")
-    lines.append(f"  MLflow: {mlflow_ui_command(tracking_uri)}")
+    lines.append(f"MLflow: {mlflow_ui_command(tracking_uri)}")
     if experiment_id:
-        lines.append(f"          then {experiment_url(tracking_uri, experiment_id)}")
+        lines.append(f"  then {experiment_url(tracking_uri, experiment_id)}")
     return lines
 
 
