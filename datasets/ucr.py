@@ -45,6 +45,7 @@ class UCRDataset:
     classes: tuple  # original archive labels; index = encoded label
     mean: float
     std: float
+    source: str = ""  # the folder its files were read from (the aeon wheel's for a bundled copy)
 
     @property
     def n_classes(self) -> int:
@@ -172,13 +173,18 @@ def _is_number(cell: str) -> bool:
         return not cell.strip()
 
 
+def _bundled_dir(name: str) -> Path:
+    import aeon
+
+    return Path(aeon.__file__).parent / "datasets" / "data" / name
+
+
 def _load_bundled(name: str) -> tuple[np.ndarray, ...]:
     """The aeon wheel's copy (.ts files, read locally) in the archive's layout: NaN-padded to the
     longest series of both splits, as the archive pads variable-length datasets."""
     from aeon.datasets import load_from_ts_file
-    import aeon
 
-    folder = Path(aeon.__file__).parent / "datasets" / "data" / name
+    folder = _bundled_dir(name)
     splits = []
     for split in ("TRAIN", "TEST"):
         x, y = load_from_ts_file(str(folder / f"{name}_{split}.ts"))
@@ -306,6 +312,7 @@ def load_dataset(name: str, ucr_root: str | os.PathLike | None = None, *, val_fr
         y_train, x_train, y_test, x_test = _load_bundled(name)
         source = "the aeon-bundled copy"
         files = {s: f"{name} ({source}), {s.lower()} split" for s in ("TRAIN", "TEST")}
+        folder = _bundled_dir(name)
         for s, x in (("TRAIN", x_train), ("TEST", x_test)):
             check_finite(x, files[s])
     else:
@@ -327,4 +334,4 @@ def load_dataset(name: str, ucr_root: str | os.PathLike | None = None, *, val_fr
     x_train, x_test = (np.nan_to_num((x - mean) / std, nan=0.0).astype(np.float32) for x in (x_train, x_test))
     return UCRDataset(name=name, x_train=x_train[train_idx], y_train=y_train[train_idx],
                       x_val=x_train[val_idx], y_val=y_train[val_idx], x_test=x_test, y_test=y_test,
-                      classes=labels, mean=mean, std=std)
+                      classes=labels, mean=mean, std=std, source=str(folder))

@@ -21,6 +21,18 @@ PARENT_TAG = "mlflow.parentRunId"
 CONFIGS_TAG = "ssl_vqvae.configs_run"  # on a parent: distinct configurations its finished search ran
 INTERRUPTED_TAG = "ssl_vqvae.interrupted"   # on a parent of a stopped study: "interrupted: N of M trials finished; ..."
 PARETO_TAG = "pareto"                 # on a child of a multi-objective study: "true" | "false" (its config on the front)
+# MLflow's own run tags (mlflow.utils.mlflow_tags), which MlflowClient.create_run does not add by itself
+USER_TAG, SOURCE_NAME_TAG, SOURCE_TYPE_TAG = "mlflow.user", "mlflow.source.name", "mlflow.source.type"
+GIT_COMMIT_TAG, GIT_BRANCH_TAG = "mlflow.source.git.commit", "mlflow.source.git.branch"
+GIT_DIRTY_TAG = "mlflow.source.git.dirty"  # "true": the checkout had uncommitted changes to tracked files
+DATA_CONTEXT_TAG = "mlflow.data.context"   # on a run's dataset input: "train" (the split the tokenizer saw)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"   # MLflow 3's UI opens an experiment without it on the GenAI view
+EXPERIMENT_KIND = "custom_model_development"    # ... and with this kind on its runs table
+# on a parent: the best SSL configuration (results.selection's rule, never the baseline), its mean metrics
+# (BEST_SSL_PREFIX + "/" + key, e.g. best_ssl/test_svm_acc) and tags (BEST_SSL_PREFIX + "." + param)
+BEST_SSL_PREFIX = "best_ssl"
+BUDGET_PARAM = "budget"               # on a parent: the study's budget name (smoke: a plumbing check, not a result)
+PLUMBING_BUDGETS = ("smoke",)         # budgets too small for any finding: they check that the study runs end to end
 
 # metric keys
 SELECTION_METRIC = "val/svm_acc"     # what the search maximises and "best" means (train split only)
@@ -40,6 +52,36 @@ PLANNED_SEEDS = "planned_seeds"      # the runs reader's column on each trial: i
 # the parameters that name a configuration in tables and run names
 IDENTITY_PARAMS = ("ssl_method", "aug_set", "aug_recon_weight")
 BASELINE_METHOD = "none"             # ssl_method of the TimeVQVAE baseline
+
+
+def format_weight(weight: Any) -> str:
+    """aug_recon_weight as it reads in run names and the console: 0.10, 0.05, 0.125, 0.0003."""
+    try:
+        w = float(weight)
+    except (TypeError, ValueError):
+        return str(weight)
+    return f"{w:.2f}" if abs(w - round(w, 2)) < 1e-9 else f"{w:.3g}"
+
+
+def config_label(params: dict[str, Any]) -> str:
+    """A configuration as it reads: `vibcreg/warp w=0.10`, the baseline `none`; other searched
+    parameters (the `full` space's lr, codebook size) are in the run's params, not its name."""
+    method = str(params.get("ssl_method", BASELINE_METHOD))
+    if method == BASELINE_METHOD:
+        return BASELINE_METHOD
+    return f"{method}/{params.get('aug_set', '')} w={format_weight(params.get('aug_recon_weight'))}"
+
+
+def run_label(params: dict[str, Any]) -> str:
+    """A trial's MLflow run name (its parent run names the dataset): `vibcreg/warp w=0.10 s0`, `none s0`."""
+    return f"{config_label(params)} s{params.get('seed', 0)}"
+
+
+def trial_label(params: dict[str, Any], trial_id: str | None = None) -> str:
+    """A trial wherever it shows outside its dataset's parent run (Ray dashboard, console):
+    `GunPoint vibcreg/warp w=0.10 s0 (trial 27da8b19)`."""
+    label = f"{params.get('dataset', '?')} {run_label(params)}"
+    return f"{label} (trial {trial_id})" if trial_id else label
 
 
 def default_tracking_uri(results_dir: Path) -> str:

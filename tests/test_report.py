@@ -44,12 +44,13 @@ def final_metrics(rng, ds: str, group: str) -> dict[str, float]:
 
 
 def make_study(uri: str, results: Path, name: str, datasets: list[str], seeds: int, groups: dict, skip=(), fail=(),
-               running=(), rng=None, raw=None) -> dict:
+               running=(), rng=None, raw=None, budget: tuple[str, int] | None = None) -> dict:
     """Parents and child runs as run_ablation.py writes them; returns {(dataset, group, seed): metrics}."""
     tracker = StudyTracker(uri, name, artifact_root(uri, results, name))
     logged = {}
     for ds in datasets:
-        parent = tracker.parent_run(ds, {"study": name, "seeds": seeds, "num_samples": len(groups) - 1, "epochs": 2})
+        parent = tracker.parent_run(ds, {"study": name, "seeds": seeds, "num_samples": len(groups) - 1, "epochs": 2,
+                                         **({"budget": budget[0], "steps": budget[1]} if budget else {})})
         if raw:
             for key, value in {"raw/svm_acc": raw[ds], "raw/knn_acc": raw[ds], "raw/1nn_acc": 0.75,
                                "raw/minirocket_acc": 0.97}.items():
@@ -80,12 +81,12 @@ def store(tmp_path_factory):
     uri = default_tracking_uri(results)
     rng = np.random.default_rng(0)
     main_logged = make_study(uri, results, "main", DATASETS, 2, GROUPS, skip={MISSING}, fail={FAILED},
-                             running={RUNNING}, rng=rng, raw=RAW)
+                             running={RUNNING}, rng=rng, raw=RAW, budget=("quick", 200))
     make_study(uri, results, "partial", DATASETS, 2, GROUPS, fail={f"ItalyPowerDemand-{g}-s{s}" for g in ("0002", "0003")
                                                                    for s in (0, 1)},
                rng=rng)
     make_study(uri, results, "one-seed", ["GunPoint"], 1,
-               {"baseline": GROUPS["baseline"], "0000": ("vibcreg", "gauss", 0.15)}, rng=rng)
+               {"baseline": GROUPS["baseline"], "0000": ("vibcreg", "gauss", 0.15)}, rng=rng, budget=("smoke", 2))
     make_study(uri, results, "empty", ["ArrowHead"], 1, {"baseline": GROUPS["baseline"], "0000": GROUPS["0000"]},
                skip={"ArrowHead-baseline-s0", "ArrowHead-0000-s0"}, rng=rng)
     out = write_report("main", tracking_uri=uri, results_dir=results)
@@ -161,6 +162,7 @@ def test_figures_summary_and_trial_accounting(store):
     assert f"- {RUNNING} (RUNNING)" in summary
     assert "not significantly different from none" in summary and "cannot reach p < 0.05" in summary
     assert "Means over up to 2 seeds with 95% t-intervals; 3 configuration(s) have one finished seed" in summary
+    assert "Budget: quick (200 optimizer steps per trial)." in summary and "plumbing" not in summary
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 29 and set(trials["status"]) == {"FINISHED", "FAILED", "RUNNING"}
 
@@ -185,6 +187,7 @@ def test_one_seed_study_says_no_intervals(store, capsys):
     out = store["results"] / "one-seed"
     summary = (out / "summary.md").read_text()
     assert "One seed per configuration: the tables show means without confidence intervals" in summary
+    assert "Budget: smoke (2 optimizer steps per trial). **A plumbing check, not a result**" in summary
     assert "No critical-difference diagram" in summary and (out / "cd_diagram.png").exists()
     table = pd.read_csv(out / "per_config.csv")
     assert table["test_svm_acc_ci95"].isna().all() and (table["n_seeds"] == 1).all()
@@ -231,7 +234,7 @@ def test_yardsticks_beside_every_method(store):
     assert (selected["method"] == "raw series: MiniRocket (supervised)").sum() == 3
     summary = (out / "summary.md").read_text()
     assert "## Against the raw series" in summary
-    assert "- ArrowHead: the best tokens by validation" in summary and "do not beat the same probe on the raw series (0.990)" in summary
+    assert "- ArrowHead: the tokens chosen by validation among all methods, the baseline included" in summary and "do not beat the same probe on the raw series (0.990)" in summary
     gun = next(line for line in summary.splitlines() if line.startswith("- GunPoint:"))
     assert " beat the same probe on the raw series (0.010)" in gun and "1-NN ED 0.750" in gun
 

@@ -46,7 +46,7 @@ def test_ray_train_studies_run_each_pick_as_a_ray_train_run(monkeypatch, capsys)
     stage2_for_best(_runs(), _plan("train"), "ctx")
     assert sorted(seen) == [("t1", "none", "ctx"), ("t2", "vibcreg", "ctx")]     # the best per method
     out = capsys.readouterr().out
-    assert "GunPoint vibcreg warp: FID 1" in out and "GunPoint none warp: stage 2 failed: stage 2 diverged" in out
+    assert "GunPoint vibcreg warp s0: FID 1" in out and "GunPoint none warp s0: stage 2 failed: stage 2 diverged" in out
 
 
 def test_cpu_studies_run_bare_ray_tasks(monkeypatch, capsys):

@@ -13,6 +13,7 @@ from collections import Counter
 
 import pytest
 
+from results.contract import GIT_COMMIT_TAG, run_label
 from study_helpers import CLI, CONTRACT, REPO, cli, client, runs, study_env
 
 pytestmark = pytest.mark.slow
@@ -55,6 +56,9 @@ def test_smoke_study_on_two_bundled_datasets(tmp_path):
     assert proc.returncode == 0, err[-3000:]
     assert any(l.startswith("Ray dashboard: http://127.0.0.1:") for l in lines), stdout[-2000:]
     assert "mlflow ui --backend-store-uri sqlite:///" in stdout
+    trial_lines = [l for l in stdout.splitlines() if l.startswith("[")]             # one line per trial, no tables
+    assert [l[:6] for l in trial_lines] == [f"[{i}/6] " for i in range(1, 7)] and "ETA" in trial_lines[-1]
+    assert "Trial status" not in stdout and "Checkpoint successfully created" not in stdout
 
     parents = runs(tmp_path, "smoke", "parent")
     children = runs(tmp_path, "smoke", "trial")
@@ -65,15 +69,18 @@ def test_smoke_study_on_two_bundled_datasets(tmp_path):
         mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
         assert len(mine) == 3 and {c.data.params["dataset"] for c in mine} == {parent.data.tags["dataset"]}
         assert sum(c.data.params["ssl_method"] == "none" for c in mine) == 1
-        best = (parent.data.tags["best.ssl_method"], parent.data.tags["best.aug_set"],
-                parent.data.tags["best.aug_recon_weight"])
+        best = (parent.data.tags["best_ssl.ssl_method"], parent.data.tags["best_ssl.aug_set"],
+                parent.data.tags["best_ssl.aug_recon_weight"])
         means = _validation_means(mine)
         assert means[best] == max(means.values())     # selection by validation (ties allowed), never by test
-        assert parent.data.metrics["best/val_svm_acc"] == pytest.approx(means[best])
-        assert "best/test_svm_acc" in parent.data.metrics and "baseline/test_svm_acc" in parent.data.metrics
+        assert parent.data.metrics["best_ssl/val_svm_acc"] == pytest.approx(means[best])
+        assert "best_ssl/test_svm_acc" in parent.data.metrics and "baseline/test_svm_acc" in parent.data.metrics
     c = client(tmp_path)
     for child in children:
         assert child.info.status == "FINISHED"
+        assert child.info.run_name == run_label(child.data.params)                 # e.g. vibcreg/warp w=0.10 s0
+        assert child.inputs.dataset_inputs[0].dataset.name == child.data.params["dataset"]
+        assert GIT_COMMIT_TAG in child.data.tags and not [k for k in child.data.params if k.startswith("stage2.")]
         assert CONTRACT <= child.data.metrics.keys()
         assert {"dataset", "ssl_method", "aug_set", "aug_recon_weight", "seed", "tokenizer.codebook_size",
                 "proj_dim", "lr"} <= child.data.params.keys()

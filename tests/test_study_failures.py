@@ -27,7 +27,7 @@ def test_a_study_where_every_trial_diverges_fails(tmp_path):
     assert all("diverged at epoch" in r.data.tags["error"] and "lower lr" in r.data.tags["error"] for r in children)
     assert proc.stdout.count("diverged at epoch") <= 2 * 2    # reported once per trial (plus Tune's echo), no retry
     (parent,) = runs(tmp_path, "diverged", "parent")
-    assert not any(k.startswith("best.") for k in parent.data.tags)
+    assert not any(k.startswith("best_ssl.") for k in parent.data.tags)
     summary = (tmp_path / "diverged" / "summary.md").read_text()
     assert "finished 0, failed 2" in summary and "diverged at epoch" in summary
 

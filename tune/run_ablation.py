@@ -60,8 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument("--search-seed", type=int, default=0,
                       help="seed of the Optuna samplers (default %(default)s); trials use seeds 0..SEEDS-1")
     size.add_argument("--early-stopping", default="auto", choices=["auto", "on", "off"],
-                      help="stop weak SSL trials from a third of their run, compared per dataset and method "
-                           "(ASHA); auto: on for the standard and paper budgets, off for smoke and quick")
+                      help="stop weak SSL configurations from a third of their run, all seeds together on their "
+                           "mean, compared per dataset, method and augmentation set; auto: on for the standard and "
+                           "paper budgets, off for smoke and quick")
     size.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="fix a training config key for every trial, e.g. --set epochs=50 --set proj_dim=4096")
     where = p.add_argument_group("where")
@@ -81,6 +82,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="continue a stopped or killed study (--name, or the latest one of --space and --budget)")
     out.add_argument("--dry-run", action="store_true", help="print the plan and the estimated time, run nothing")
     out.add_argument("--no-report", action="store_true", help="skip the results report at the end")
+    out.add_argument("--ray-progress", action="store_true",
+                     help="Ray Tune's own progress tables and the trial processes' output instead of one line "
+                          "per finished trial")
     args = p.parse_args(argv)
     # which flags the command line gave (argparse sets a default only where the namespace has no value):
     # --resume refuses those that contradict the study's recorded settings
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(plan.describe())
     if args.dry_run:
         return 0
-    return run_study(plan)
+    return run_study(plan, ray_progress=args.ray_progress)
 
 
 if __name__ == "__main__":

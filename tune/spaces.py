@@ -124,7 +124,7 @@ class Budget:
     evaluations: int        # evaluation points per trial (the last epoch always evaluates)
     num_samples: int        # SSL configurations per dataset, split equally over the cells (the baseline on top)
     seeds: int              # every configuration runs once per seed
-    early_stopping: bool = False   # ASHA per (dataset, method) stops weak SSL trials at evaluation points
+    early_stopping: bool = False   # successive halving of SSL configurations on their seed means (tune.study.scheduler)
     train: dict[str, Any] = field(default_factory=dict)  # config overrides for this size
     stage2: dict[str, Any] = field(default_factory=dict)  # stage-2 overrides, used with --stage2
 

@@ -57,7 +57,7 @@ class StudyPlan:
     ucr_root: str | None
     stage2: str = "off"                       # off | all | best | front
     objectives: tuple[str, ...] = ("probe",)  # contract.OBJECTIVES names, probe first; several: a Pareto search
-    early_stopping: bool = False              # ASHA per (dataset, method) (tune.study.scheduler)
+    early_stopping: bool = False              # successive halving of configurations (tune.study.scheduler)
     report: bool = True
     settings: dict = field(default_factory=dict)   # the CLI settings, saved so --resume reuses them
     notes: list[str] = field(default_factory=list)
@@ -116,7 +116,7 @@ class StudyPlan:
                  f"  configurations per dataset: {self.configs_per_dataset} [{layout}]",
                  f"  trials: {len(self.datasets)} dataset(s) x {self.configs_per_dataset} configurations x "
                  f"{self.seeds} seed(s) = {self.total_trials}",
-                 f"  early stopping: {'ASHA per dataset and method, from a third of each run' if self.early_stopping else 'off'}",
+                 f"  early stopping: {'successive halving of configurations on their seed means, per dataset, method and augmentation set, from a third of each run' if self.early_stopping else 'off'}",
                  "  objectives: " + ", ".join(f"{m} ({mode})" for m, mode in self.objective_specs)
                  + (" (multi-objective: a Pareto front per dataset)" if len(self.objectives) > 1 else ""),
                  f"  resources: {self.cpus_per_trial:g} CPU + {self.gpus_per_trial:g} GPU per trial via "

@@ -13,26 +13,29 @@ from pathlib import Path
 import pandas as pd
 
 from results.cli import UsageError
-from results.contract import OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM, SELECTION_METRIC
+from results.contract import OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM, SELECTION_METRIC, trial_label
 from tune.study.auth import TOKEN_FILE
+from tune.study.console import (TrialLines, answer_line, experiment_url, mlflow_ui_command, phase, quiet,
+                                start_lines)
 from tune.study.interrupts import (STOP, STORE_EXIT, StudyStopped, claim_signals, clear_stopped, close_stopped,
                                    interrupted_note, stop_on_signals, tune_running)
 from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
 from tune.study.preflight import check_node_resources, ray_node_resources
 from tune.study.retry import StoreUnavailable
-from tune.study.tracking import TrialStatus, artifact_root
+from tune.study.tracking import TrialStatus, artifact_root, code_version_tags
 
 MODE = "max"
 DISK_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
 
 
-def run_study(plan: StudyPlan) -> int:
-    """Start (or join) Ray, set up MLflow, run the Tune searches, then summarise and report. A signal or a
-    failed tracking store stops it cleanly (tune.study.interrupts): exit 130 / 143 / 1, never 0."""
+def run_study(plan: StudyPlan, ray_progress: bool = False) -> int:
+    """Start (or join) Ray, set up MLflow, run the Tune searches, then summarise and report; the console
+    shows one line per trial (tune.study.console), or Ray's own progress tables with `ray_progress`. A
+    signal or a failed tracking store stops it cleanly (tune.study.interrupts): exit 130 / 143 / 1, never 0."""
     state: dict = {"start": time.time()}
     with stop_on_signals() as stop:
         try:
-            runs = _run_study(plan, state)
+            runs = _run_study(plan, state, ray_progress)
         except StoreUnavailable as err:
             stop.request(str(err), STORE_EXIT)
         except OSError as err:      # a full disk or a folder that stopped being writable: one line, like the store
@@ -45,14 +48,17 @@ def run_study(plan: StudyPlan) -> int:
         if stop:
             return _stopped(plan, state, stop.reason, stop.code)
     if plan.report:
-        _write_report(plan)
-    print(f"\nMLflow UI:  mlflow ui --backend-store-uri {plan.tracking_uri} --host 127.0.0.1 --port 5000"
-          if plan.tracking_uri.startswith("sqlite") else f"\nMLflow: {plan.tracking_uri}")
+        with phase("report (tables, figures, tests)"):
+            out = _write_report(plan)
+        print(f"Report: {out / 'summary.md'}")
+    print(f"MLflow UI:  {mlflow_ui_command(plan.tracking_uri)}\n  then "
+          f"{experiment_url(plan.tracking_uri, state['tracker'].experiment_id)}")
+    print(answer_line(state["summary"], plan.budget.name), flush=True)
     return exit_code(runs.trials["status"] if len(runs.trials) else [],
                      _finite_objectives(runs.trials) if len(runs.trials) else 0)
 
 
-def _run_study(plan: StudyPlan, state: dict):
+def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
     import optuna
     import ray
     from ray import tune
@@ -60,7 +66,7 @@ def _run_study(plan: StudyPlan, state: dict):
     from results.report import load_study
     from tune.study.search import StudySearch
     from tune.study.summary import summarize
-    from tune.study.trial import TrialContext, stage1_trainable, train_driver
+    from tune.study.trial import TrialContext, named_trainable, stage1_trainable, train_driver
     from tune.study.tracking import StudyTracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -70,6 +76,7 @@ def _run_study(plan: StudyPlan, state: dict):
     # a tracking server that goes away mid-study fails a call in seconds, not after MLflow's minutes of retries
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    reporter = None if ray_progress else quiet()
     start = state["start"]
     if plan.resume:
         check_tune_state(plan.storage / plan.name)    # before Ray starts: nothing else is printed
@@ -77,7 +84,7 @@ def _run_study(plan: StudyPlan, state: dict):
         claim_study_folder(plan)
     started = False
     try:
-        ctx = _start_ray(plan)
+        ctx = _start_ray(plan, log_to_driver=ray_progress)
         claim_signals()
     except BaseException:
         if not plan.resume:
@@ -85,11 +92,11 @@ def _run_study(plan: StudyPlan, state: dict):
         raise
     try:
         check_node_resources(ray_node_resources(), plan.cpus_per_trial, plan.gpus_per_trial)
-        _print_dashboard(ctx)
         path = plan.storage / plan.name
         started = True
+        code = code_version_tags()
         tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name),
-                               create=not plan.resume)
+                               create=not plan.resume, run_tags=code)
         state["tracker"] = tracker
         parents = {ds: tracker.parent_run(ds, {"study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
                                                "search": plan.search, "seeds": plan.seeds, "num_samples": plan.num_samples,
@@ -102,13 +109,19 @@ def _run_study(plan: StudyPlan, state: dict):
         context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
                                parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
                                gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"),
-                               stage2=plan.stage2 == "all", fcn_cache=str(plan.results_dir / "fcn"))
+                               stage2=plan.stage2 == "all", fcn_cache=str(plan.results_dir / "fcn"),
+                               stage2_params=plan.stage2 != "off", run_tags=code)
         if plan.executor == "train":   # the trial only drives: its Train worker holds the CPUs / GPUs
-            trainable = tune.with_resources(tune.with_parameters(train_driver, context=context),
-                                            {"cpu": 0, "memory": 256 * 1024 ** 2})
+            trainable = named_trainable(tune.with_resources(tune.with_parameters(train_driver, context=context),
+                                                            {"cpu": 0, "memory": 256 * 1024 ** 2}), "TrainDriverTrial")
         else:
-            trainable = tune.with_resources(tune.with_parameters(stage1_trainable, context=context),
-                                            {"cpu": plan.cpus_per_trial})
+            trainable = named_trainable(tune.with_resources(tune.with_parameters(stage1_trainable, context=context),
+                                                            {"cpu": plan.cpus_per_trial}), "Stage1Trial")
+        slots = plan.max_concurrent or _slots(plan, ray.cluster_resources())
+        lines = None if ray_progress else TrialLines(
+            plan.total_trials, slots, [m for m, _ in plan.objective_specs],
+            {ds: plan.per_dataset[ds]["epochs"] for ds in plan.datasets})
+        callbacks = [TrialStatus(plan.tracking_uri, plan.name, plan.early_stopping)] + ([lines] if lines else [])
         if plan.resume:
             if not tune.Tuner.can_restore(str(path)):
                 raise UsageError(f"study {plan.name} has no Tune state to resume at {path}; start it again without --resume")
@@ -123,13 +136,16 @@ def _run_study(plan: StudyPlan, state: dict):
                 tune_config=tune.TuneConfig(
                     metric=SELECTION_METRIC, mode=MODE, search_alg=searcher, num_samples=searcher.total_trials,
                     scheduler=early_stopping_scheduler(plan),
-                    max_concurrent_trials=plan.max_concurrent or _slots(plan, ray.cluster_resources()),
-                    reuse_actors=plan.executor == "function", trial_dirname_creator=_trial_dirname),
+                    max_concurrent_trials=slots,
+                    reuse_actors=False, trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
                 run_config=tune.RunConfig(
-                    name=plan.name, storage_path=str(plan.storage), verbose=1,
+                    name=plan.name, storage_path=str(plan.storage), verbose=1 if ray_progress else 0,
+                    progress_reporter=reporter,
                     failure_config=tune.FailureConfig(max_failures=2),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[TrialStatus(plan.tracking_uri, plan.name, plan.early_stopping)]))
+                    callbacks=callbacks))
+        print("\n".join(start_lines(plan.name, plan.total_trials, plan.datasets, slots, plan.tracking_uri,
+                                    _dashboard(ctx), tracker.experiment_id)), flush=True)
         with tune_running():
             tuner.fit()
         if STOP:      # fit() returned because the study was told to stop: _stopped() ends it
@@ -139,8 +155,11 @@ def _run_study(plan: StudyPlan, state: dict):
             stage2_for_best(runs, plan, context)
             runs = load_study(plan.name, plan.tracking_uri)
         configs_run = None if plan.resume else {ds: searcher.configs_run(ds) for ds in plan.datasets}
-        summarize(runs, plan, tracker, parents, wall_s=time.time() - start, configs_run=configs_run,
-                  yardsticks=raw_yardsticks(plan))
+        with phase(f"yardsticks on the raw series (linear probes, 1-NN, MiniRocket) for {len(plan.datasets)} "
+                   f"dataset(s)"):
+            yardsticks = raw_yardsticks(plan, on_data=lambda ds, data: tracker.log_dataset(parents[ds], data))
+        state["summary"] = summarize(runs, plan, tracker, parents, wall_s=time.time() - start,
+                                     configs_run=configs_run, yardsticks=yardsticks)
     except BaseException:
         if not started and not plan.resume:
             release_study_folder(plan)
@@ -226,7 +245,7 @@ def exit_code(statuses, finite: int | None = None) -> int:
 
 
 def early_stopping_scheduler(plan: StudyPlan):
-    """Per-dataset ASHA at the evaluation points when the plan asks for it, else Tune's FIFO default."""
+    """Seed-complete successive halving at the evaluation points when the plan asks for it, else Tune's FIFO default."""
     if not plan.early_stopping:
         return None
     from tune.study.scheduler import SeedMeanHalving
@@ -236,15 +255,19 @@ def early_stopping_scheduler(plan: StudyPlan):
                            metric=SELECTION_METRIC, mode=MODE)
 
 
-def raw_yardsticks(plan: StudyPlan) -> dict[str, dict[str, float]]:
-    """Per dataset, the raw-series yardsticks (computed once, cached under the results folder)."""
+def raw_yardsticks(plan: StudyPlan, on_data=None) -> dict[str, dict[str, float]]:
+    """Per dataset, the raw-series yardsticks (computed once, cached under the results folder);
+    on_data(dataset, UCRDataset) sees each dataset loaded (the parent run's dataset input)."""
     from datasets.ucr import load_dataset
     from tune.engine.yardsticks import cached_yardsticks
 
-    print(f"yardsticks on the raw series (linear probes, 1-NN, MiniRocket) for {len(plan.datasets)} dataset(s)",
-          flush=True)
-    return {ds: cached_yardsticks(load_dataset(ds, plan.ucr_root, val_fraction=0.0, nan_policy=plan.train.get(
-        "nan_policy", "resample")), plan.results_dir / "yardsticks") for ds in plan.datasets}
+    out = {}
+    for ds in plan.datasets:
+        data = load_dataset(ds, plan.ucr_root, val_fraction=0.0, nan_policy=plan.train.get("nan_policy", "resample"))
+        if on_data:
+            on_data(ds, data)
+        out[ds] = cached_yardsticks(data, plan.results_dir / "yardsticks")
+    return out
 
 
 def stage2_for_best(runs, plan: StudyPlan, context) -> None:
@@ -284,14 +307,16 @@ def stage2_for_best(runs, plan: StudyPlan, context) -> None:
     print(f"stage 2 for {len(refs)} tokenizers (" + ("the selected configuration per dataset and method"
                                                     if plan.stage2 == "best" else "Pareto-optimal configurations and "
                                                     "the baselines") + ", every seed)", flush=True)
-    for ref, row in zip(refs, rows):
+    started = time.time()
+    for i, (ref, row) in enumerate(zip(refs, rows), start=1):
+        label = f"{row['dataset']} {row['ssl_method']} {row['aug_set']} s{row['seed']:.0f}"
         try:
             metrics = get(ref)
-            print(f"  {row['dataset']} {row['ssl_method']} {row['aug_set']} s{row['seed']:.0f}: FID {metrics['gen/fid']:.3g} "
-                  f"IS {metrics['gen/is']:.3g} CAS {metrics['gen/cas']:.3f}", flush=True)
+            text = f"FID {metrics['gen/fid']:.3g} IS {metrics['gen/is']:.3g} CAS {metrics['gen/cas']:.3f}"
         except Exception as err:  # one failed stage 2 must not lose the others
-            print(f"  {row['dataset']} {row['ssl_method']} {row['aug_set']}: stage 2 failed: "
-                  f"{str(err).strip().splitlines()[-1]}", flush=True)
+            text = f"stage 2 failed: {str(err).strip().splitlines()[-1]}"
+        eta = (time.time() - started) / i * (len(rows) - i)
+        print(f"  [{i}/{len(rows)}] {label}: {text}" + (f"  ETA {eta:.0f} s" if i < len(rows) else ""), flush=True)
 
 
 def _stage2_task(params: dict, trial_id: str, context) -> dict:
@@ -301,21 +326,21 @@ def _stage2_task(params: dict, trial_id: str, context) -> dict:
     return stage2_of_finished_trial(params, context, trial_id)
 
 
-def _start_ray(plan: StudyPlan):
+def _start_ray(plan: StudyPlan, log_to_driver: bool = True):
     """Join plan.address (checked reachable by the plan) or start a local cluster, its dashboard on the
     loopback (Ray 2.60 binds its gRPC servers itself: see benchmarks/listening_sockets.py)."""
     import ray
 
     if plan.address:
         try:
-            return ray.init(address=plan.address, logging_level="WARNING")
+            return ray.init(address=plan.address, logging_level="WARNING", log_to_driver=log_to_driver)
         except (ConnectionError, RuntimeError, TimeoutError) as err:
             raise UsageError(f"cannot join the Ray cluster at {plan.address} ({_first_line(err)}); if it uses token "
                              f"authentication, put its token in {TOKEN_FILE} or RAY_AUTH_TOKEN and export "
                              f"RAY_AUTH_MODE=token") from None
     try:
         return ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True,
-                        dashboard_host="127.0.0.1", logging_level="WARNING")
+                        dashboard_host="127.0.0.1", logging_level="WARNING", log_to_driver=log_to_driver)
     except (ConnectionError, RuntimeError, TimeoutError, OSError, ValueError) as err:
         raise UsageError(f"cannot start a local Ray cluster ({_first_line(err)}); Ray's logs are under "
                          f"{Path(tempfile.gettempdir()) / 'ray'} (a long temp dir breaks its socket paths: "
@@ -327,11 +352,12 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _print_dashboard(ctx) -> None:
+def _dashboard(ctx) -> str | None:
     url = getattr(ctx, "dashboard_url", None)
-    if url:
-        extra = f" (token authentication: paste the token from {TOKEN_FILE})" if TOKEN_FILE.exists() else ""
-        print(f"Ray dashboard: http://{url}{extra}", flush=True)
+    if not url:
+        return None
+    token = TOKEN_FILE.exists() and os.environ.get("RAY_AUTH_MODE") != "disabled"
+    return f"http://{url}" + (f" (token authentication: paste the token from {TOKEN_FILE})" if token else "")
 
 
 def _slots(plan: StudyPlan, resources: dict) -> int:
@@ -346,7 +372,12 @@ def _trial_dirname(trial) -> str:
     return trial.trial_id
 
 
-def _write_report(plan: StudyPlan) -> None:
+def _trial_name(trial) -> str:
+    """Tune's name of a trial (its progress tables, Trainable.trial_name): dataset, configuration, seed."""
+    return trial_label(trial.config, trial.trial_id)
+
+
+def _write_report(plan: StudyPlan) -> Path:
     from results.report import write_report
 
-    write_report(plan.name, tracking_uri=plan.tracking_uri, results_dir=plan.results_dir)
+    return write_report(plan.name, tracking_uri=plan.tracking_uri, results_dir=plan.results_dir)

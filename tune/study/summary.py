@@ -1,8 +1,9 @@
 """The end of a study: per dataset, the best SSL configuration (results.selection's rule) beside the
 baseline, logged to the dataset's MLflow parent run and printed as a table.
 
-It reads the study's own MLflow store, as the report does, so the `best.*` tags of a parent run and the
-report's `selected.md` name the same configuration.
+It reads the study's own MLflow store, as the report does, so the `best_ssl.*` tags of a parent run and the
+report's `selected.md` name the same configuration. "best" here is always the best SSL configuration
+(never the baseline, which is logged beside it as `baseline/*`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import optuna
 import pandas as pd
 from ray.tune.search.optuna import OptunaSearch
 
-from results.contract import BASELINE_METHOD, CONFIGS_TAG, IDENTITY_PARAMS, PARETO_TAG, SELECTION_METRIC
+from results.contract import (BASELINE_METHOD, BEST_SSL_PREFIX as BEST, CONFIGS_TAG, IDENTITY_PARAMS, PARETO_TAG,
+                              SELECTION_METRIC)
 from results.figures import method_colours, pareto_figure
 from results.report import StudyRuns, pareto_table, per_config
 from results.selection import select_best
@@ -108,11 +110,11 @@ def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: f
             best = pick.iloc[0]
             rows = searched[(searched["config_id"] == best["config_id"]) & (searched["status"] == "FINISHED")]
             for k in KEYS:
-                metrics[f"best/{k.replace('/', '_')}"] = float(rows[k].mean())
+                metrics[f"{BEST}/{k.replace('/', '_')}"] = float(rows[k].mean())
             first = rows.sort_values("seed").iloc[0]
-            tags = {f"best.{k}": str(first[k]) for k in IDENTITY_PARAMS} | {
-                "best.config_id": best["config_id"], "best.n_tied": str(int(best["n_tied"]))}
-            artifacts["best_config.json"] = {k: first[k] for k in plan.space.params} | {
+            tags = {f"{BEST}.{k}": str(first[k]) for k in IDENTITY_PARAMS} | {
+                f"{BEST}.config_id": best["config_id"], f"{BEST}.n_tied": str(int(best["n_tied"]))}
+            artifacts[f"{BEST}_config.json"] = {k: first[k] for k in plan.space.params} | {
                 k: first[k] for k in IDENTITY_PARAMS} | {"config_id": best["config_id"]}
             artifacts["param_importances.json"] = param_importances(searched[searched["status"] == "FINISHED"],
                                                                     plan.space)
@@ -122,12 +124,12 @@ def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: f
             summary["pareto"] = log_front(tracker, parents[ds], flagged, ds, objectives, (yardsticks or {}).get(ds, {}))
         tracker.finish_parent(parents[ds], metrics, tags, artifacts)
         summary |= {k: metrics.get(k, math.nan) for k in
-                    ("best/val_svm_acc", "best/test_svm_acc", "best/test_recon_loss",
+                    (f"{BEST}/val_svm_acc", f"{BEST}/test_svm_acc", f"{BEST}/test_recon_loss",
                      "baseline/val_svm_acc", "baseline/test_svm_acc", "baseline/test_recon_loss",
-                     "raw/svm_acc", "raw/1nn_acc", "best/gen_fid", "baseline/gen_fid")}
+                     "raw/svm_acc", "raw/1nn_acc", f"{BEST}/gen_fid", "baseline/gen_fid")}
         summary = {k: v for k, v in summary.items() if not (k.endswith("gen_fid") and math.isnan(v))}
-        summary["best"] = " ".join(f"{k[5:]}={v}" for k, v in tags.items()
-                                   if k.startswith("best.") and k[5:] in IDENTITY_PARAMS) or "-"
+        summary[BEST] = " ".join(f"{k[len(BEST) + 1:]}={v}" for k, v in tags.items()
+                                 if k.startswith(f"{BEST}.") and k[len(BEST) + 1:] in IDENTITY_PARAMS) or "-"
         out.append(summary)
     frame = pd.DataFrame(out)
     failed = int((trials["status"] == "FAILED").sum()) if len(trials) else 0

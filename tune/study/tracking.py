@@ -8,23 +8,84 @@ directories and other processes than the driver, so no fluent "active run" state
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+import numpy as np
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 import ray
 from ray.tune import Callback
 
-from results.contract import (CONFIG_TAG, KEY_TAG, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, TRIAL_TAG,
-                              config_id, trial_key)
+from results.contract import (CONFIG_TAG, DATA_CONTEXT_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, GIT_BRANCH_TAG,
+                              GIT_COMMIT_TAG, GIT_DIRTY_TAG, KEY_TAG, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL,
+                              SOURCE_NAME_TAG, SOURCE_TYPE_TAG, TRIAL_TAG, USER_TAG, config_id, trial_key)
+from tune.engine.checkpoints import fingerprint
 from tune.study.interrupts import guarded, store_identity, store_lost
 from tune.study.retry import StoreUnavailable, retrying_client
 
 NODE_TAG = "ray.node_id"
 BATCH = 900                          # MLflow accepts at most 1000 metrics per log_batch
+REPO = Path(__file__).resolve().parents[2]
+
+
+def code_version_tags(entry_point: str | None = None, repo: Path = REPO) -> dict[str, str]:
+    """The tags MLflow's fluent runs carry and client-created runs lack: user, source (the entry point,
+    relative to the repository) and the git commit, branch and dirty flag (tracked files changed).
+    Computed once by the study driver; trials may run on nodes without a checkout."""
+    script = Path(entry_point or sys.argv[0] or "python").resolve()
+    try:
+        source = str(script.relative_to(repo))
+    except ValueError:
+        source = str(script)
+    tags = {USER_TAG: _user(), SOURCE_NAME_TAG: source, SOURCE_TYPE_TAG: "LOCAL"}
+    commit = _git(repo, "rev-parse", "HEAD")
+    if commit:
+        tags[GIT_COMMIT_TAG] = commit
+        tags[GIT_DIRTY_TAG] = str(bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))).lower()
+        branch = _git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+        if branch and branch != "HEAD":
+            tags[GIT_BRANCH_TAG] = branch
+    return tags
+
+
+def _git(repo: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):     # no name for the uid (a container)
+        return "unknown"
+
+
+def dataset_digest(x_train: np.ndarray, y_train: np.ndarray) -> str:
+    """What the tokenizer trained on: a hash of the preprocessed train split (series and labels)."""
+    return fingerprint(x_train, y_train)[:12]
+
+
+def dataset_input(data) -> DatasetInput:
+    """A UCRDataset (datasets.ucr) as an MLflow dataset input: its name, the digest of the preprocessed
+    train split, where it was read from, the tensor schema and the split sizes (the runs table's Dataset)."""
+    spec = lambda dtype, shape: json.dumps([{"type": "tensor", "tensor-spec": {"dtype": str(dtype), "shape": shape}}])
+    schema = {"mlflow_tensorspec": {"features": spec(data.x_train.dtype, [-1, int(data.x_train.shape[1])]),
+                                    "targets": spec(data.y_train.dtype, [-1])}}
+    profile = {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test),
+               "length": int(data.x_train.shape[1]), "classes": len(data.classes)}
+    entity = Dataset(name=data.name, digest=dataset_digest(data.x_train, data.y_train), source_type="local",
+                     source=json.dumps({"uri": data.source or data.name}), schema=json.dumps(schema),
+                     profile=json.dumps(profile))
+    return DatasetInput(entity, tags=[InputTag(DATA_CONTEXT_TAG, "train")])
 
 
 def artifact_root(tracking_uri: str, results_dir: Path, study: str) -> str | None:
@@ -43,16 +104,20 @@ def numeric(metrics: dict[str, Any]) -> dict[str, float]:
 class StudyTracker:
     """Driver side: the study's experiment and its per-dataset parent runs."""
 
-    def __init__(self, tracking_uri: str, study: str, artifact_location: str | None, create: bool = True):
-        """create=False: the study must be in the store already (a resumed study, the driver's callbacks)."""
-        self.uri, self.study = tracking_uri, study
+    def __init__(self, tracking_uri: str, study: str, artifact_location: str | None, create: bool = True,
+                 run_tags: dict[str, str] | None = None):
+        """create=False: the study must be in the store already (a resumed study, the driver's callbacks);
+        run_tags: code_version_tags(), on every parent run."""
+        self.uri, self.study, self.run_tags = tracking_uri, study, dict(run_tags or {})
         self.client = retrying_client(tracking_uri)
         exp = self.client.get_experiment_by_name(study)
         if exp is None and not create:
             raise StoreUnavailable(f"the MLflow store {tracking_uri} has no study {study} (a store recreated empty, "
                                    f"or another --mlflow-uri than the study's?); nothing was written into it")
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            study, artifact_location=artifact_location)
+            study, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        if exp and exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:   # made before this tag
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
     def parent_run(self, dataset: str, params: dict[str, Any]) -> str:
         """Get or create the parent run of `dataset` (a resumed study reuses its parents)."""
@@ -62,10 +127,14 @@ class StudyTracker:
             run_id = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
             return run_id
-        run = self.client.create_run(self.experiment_id, run_name=dataset,
-                                     tags={ROLE_TAG: ROLE_PARENT, "dataset": dataset, "study": self.study})
+        run = self.client.create_run(self.experiment_id, run_name=dataset, tags={
+            **self.run_tags, ROLE_TAG: ROLE_PARENT, "dataset": dataset, "study": self.study})
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run.info.run_id
+
+    def log_dataset(self, run_id: str, data) -> None:
+        """A parent run's dataset input (the whole train split, as its trials see it without a validation split)."""
+        self.client.log_inputs(run_id, datasets=[dataset_input(data)])
 
     def child_runs(self, parent_run_id: str) -> list:
         return self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
@@ -99,11 +168,13 @@ class TrialRun:
     A retried trial keeps its Ray trial id. A trial that Tune had not yet recorded when the driver
     was killed comes back under a new id but the same configuration and seed (the searcher is
     restored and deterministic), so runs are found by its trial key too: nothing is logged twice.
-    `params` is the trial's whole resolved config (flat dotted keys).
+    `params` is the trial's whole resolved config (flat dotted keys); keys starting with one of `unused`
+    (e.g. "stage2." when the study trains no prior) are not logged as params. `tags`: code_version_tags().
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
-                 run_name: str, params: dict[str, Any]):
+                 run_name: str, params: dict[str, Any], tags: dict[str, str] | None = None,
+                 unused: tuple[str, ...] = ()):
         started = time.perf_counter()
         self.client = retrying_client(tracking_uri)
         found = self.client.search_runs(
@@ -118,10 +189,11 @@ class TrialRun:
                     self.client.delete_tag(self.run_id, "error")
         else:
             self.run = self.client.create_run(experiment_id, run_name=run_name, tags={
-                TRIAL_TAG: trial_id, KEY_TAG: trial_key(params), CONFIG_TAG: config_id(params), ROLE_TAG: ROLE_TRIAL,
+                **(tags or {}), TRIAL_TAG: trial_id, KEY_TAG: trial_key(params), CONFIG_TAG: config_id(params), ROLE_TAG: ROLE_TRIAL,
                 PARENT_TAG: parent_run_id,
                 "dataset": params.get("dataset", ""), "ssl_method": params.get("ssl_method", "")})
-            self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+            self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()
+                                                       if not (unused and k.startswith(unused))])
         if ray.is_initialized():   # where the trial ran: a cluster study spreads them over its nodes
             self.client.set_tag(self.run_id, NODE_TAG, ray.get_runtime_context().get_node_id())
         self._pending: list[Metric] = []
@@ -137,6 +209,11 @@ class TrialRun:
         if self.run.info.status == "FINISHED" and needed <= self.run.data.metrics.keys():
             return dict(self.run.data.metrics)
         return None
+
+    def log_dataset(self, data) -> None:
+        """The trial's dataset as the run's input (MLflow keeps one copy per run, name and digest)."""
+        with self._timed():
+            self.client.log_inputs(self.run_id, datasets=[dataset_input(data)])
 
     def log_metrics(self, metrics: dict[str, Any], step: int, flush: bool = False) -> None:
         """Buffer per-epoch metrics; write them in one batch at evaluations (SQLite writes cost ms each)."""

@@ -16,7 +16,7 @@ import math
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +26,7 @@ import torch
 
 from datasets.ucr import UCRDataset, load_dataset
 from results.cli import EXPECTED
-from results.contract import FAILED_KEY, SELECTION_METRIC
+from results.contract import FAILED_KEY, SELECTION_METRIC, run_label, trial_label
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 from tune.engine.figures import reconstruction_figure
 from tune.engine.tokenizer_training import TOKENIZER_FILE, load_tokenizer, train_stage1
@@ -49,19 +49,26 @@ class TrialContext:
     train_storage: str = ""          # Ray Train's run storage (the Ray Train path)
     stage2: bool = False             # after the tokenizer: train its prior, log FID / IS / CAS
     fcn_cache: str = ""              # one evaluation FCN per dataset, shared by every trial
+    stage2_params: bool = False      # the study trains priors (--stage2 all / best / front): log the stage2.* params
+    run_tags: dict = field(default_factory=dict)   # tracking.code_version_tags() of the study driver
 
 
 def run_name(cfg: TrainConfig) -> str:
-    if cfg.ssl_method == "none":
-        return f"{cfg.dataset}-none-s{cfg.seed}"
-    return f"{cfg.dataset}-{cfg.ssl_method}-{cfg.aug_set}-w{cfg.aug_recon_weight:.3f}-s{cfg.seed}"
+    """`vibcreg/warp w=0.10 s0`, `none s0`: the run sits under its dataset's parent run."""
+    return run_label(dataclasses.asdict(cfg))
+
+
+def trial_run(context: TrialContext, cfg: TrainConfig, trial_id: str) -> TrialRun:
+    """The trial's MLflow child run, created or found again; stage-2 params only where stage 2 applies."""
+    return TrialRun(context.tracking_uri, context.experiment_id, context.parent_runs[cfg.dataset], trial_id,
+                    run_name(cfg), to_flat_dict(cfg), tags=context.run_tags,
+                    unused=() if context.stage2 or context.stage2_params else ("stage2.",))
 
 
 def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: ToTune, workdir: Path) -> dict:
     """Train `config`, log it to its MLflow child run, report evaluations to Tune; return final metrics."""
     cfg = from_flat_dict(config)
-    tracker = TrialRun(context.tracking_uri, context.experiment_id, context.parent_runs[cfg.dataset],
-                       trial_id, run_name(cfg), to_flat_dict(cfg))
+    tracker = trial_run(context, cfg, trial_id)
     finished = tracker.finished_metrics(require=("gen/fid",) if context.stage2 else ())
     if finished is not None:          # the run had finished before the study driver was killed
         to_tune(finished, False)
@@ -70,6 +77,7 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
     try:
         data = load_dataset(cfg.dataset, context.ucr_root, val_fraction=cfg.val_fraction,
                             seed=cfg.seed, nan_policy=cfg.nan_policy)
+        tracker.log_dataset(data)
 
         def on_epoch(metrics: dict, epoch: int) -> None:
             evaluated = EVAL_KEY in metrics
@@ -115,7 +123,7 @@ def log_artifacts(tracker: TrialRun, cfg: TrainConfig, data: UCRDataset, workdir
     x = torch.as_tensor(x_all[pick], dtype=torch.float32).unsqueeze(1)
     with torch.no_grad():
         x_hat = tokenizer(x).x_hat.squeeze(1).numpy()
-    fig = reconstruction_figure(x_all[pick], x_hat, y_all[pick], title=run_name(cfg))
+    fig = reconstruction_figure(x_all[pick], x_hat, y_all[pick], title=f"{cfg.dataset} {run_name(cfg)}")
     tracker.log_figure(fig, "plots/reconstruction.png")
     plt.close(fig)
     tracker.log_artifact(workdir / TOKENIZER_FILE, "checkpoint")
@@ -141,8 +149,7 @@ def stage2_of_finished_trial(params: dict, context: TrialContext, trial_id: str)
     """`--stage2 best`: fetch a finished trial's tokenizer from its MLflow run and run its stage 2 into
     that run -> the stage-2 metrics. Runs in a Ray task or a Ray Train worker (see tune.study.run)."""
     cfg = from_flat_dict(params)
-    tracker = TrialRun(context.tracking_uri, context.experiment_id, context.parent_runs[cfg.dataset], trial_id,
-                       run_name(cfg), to_flat_dict(cfg))
+    tracker = trial_run(context, cfg, trial_id)
     data = load_dataset(cfg.dataset, context.ucr_root, val_fraction=cfg.val_fraction, seed=cfg.seed,
                         nan_policy=cfg.nan_policy)
     with tempfile.TemporaryDirectory(prefix="stage2-") as d:
@@ -181,6 +188,20 @@ def stage2_in_ray_train(params: dict, trial_id: str, context: TrialContext) -> d
     if FAILED_KEY in metrics:
         raise RuntimeError(metrics[FAILED_KEY])
     return metrics
+
+
+def named_trainable(fn: Callable, class_name: str) -> type:
+    """`fn` (a Tune function trainable, after tune.with_resources) as a Trainable class named `class_name`
+    whose Ray actor reads as its trial in the Ray dashboard and `ray list actors --detail` (repr: dataset,
+    configuration, seed, trial id). Ray takes an actor's repr once, when the actor starts: run it with
+    TuneConfig(reuse_actors=False), so that each trial has its own actor."""
+    from ray.tune.trainable import wrap_function
+
+    def __repr__(self) -> str:
+        return trial_label(self.config, self.trial_id)
+
+    return type(class_name, (wrap_function(fn),), {"__repr__": __repr__, "__module__": __name__,
+                                                   "__qualname__": class_name})
 
 
 def stage1_trainable(config: dict, context: TrialContext) -> None:
