@@ -39,6 +39,7 @@ METRICS = ["test/svm_acc", "test/knn_acc", "test/recon_loss", "val/svm_acc", "va
            "codebook/usage", "time/train_s", "time/trial_s", "gen/fid", "gen/is", "gen/cas"]
 CONFIG = list(IDENTITY_PARAMS)
 REFERENCE_PROJ_DIM = 4096
+REFERENCE_HIDDEN = 64
 SELECT_BY, SCORE, ALPHA = "val_svm_acc_mean", "test_svm_acc_mean", 0.05
 BASELINE = BASELINE_METHOD
 
@@ -89,13 +90,14 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
                              SEEDS_PARAM: _count(r.data.params.get(SEEDS_PARAM)),
                              PLANNED_CONFIGS_PARAM: _planned_configs(r.data.params),
                              "proj_dim": _count(r.data.params.get("proj_dim")),
+                             "hidden": _count(r.data.params.get("tokenizer.hidden", str(REFERENCE_HIDDEN))),
                              "configs_run": _count(r.data.tags.get(CONFIGS_TAG)),
                              OBJECTIVES_PARAM: r.data.params.get(OBJECTIVES_PARAM, ""),
                              INTERRUPTED_TAG: r.data.tags.get(INTERRUPTED_TAG, ""),
                              BUDGET_PARAM: r.data.params.get(BUDGET_PARAM, ""), "steps": _count(r.data.params.get("steps")),
                              **{k: r.data.metrics.get(k, math.nan) for k in YARDSTICK_METRICS}}
                             for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT],
-                           columns=["run_id", "dataset", SEEDS_PARAM, PLANNED_CONFIGS_PARAM, "configs_run", "proj_dim",
+                           columns=["run_id", "dataset", SEEDS_PARAM, PLANNED_CONFIGS_PARAM, "configs_run", "proj_dim", "hidden",
                                     OBJECTIVES_PARAM, INTERRUPTED_TAG, BUDGET_PARAM, "steps",
                                     *YARDSTICK_METRICS]).sort_values("dataset")
     children = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
@@ -453,6 +455,13 @@ def budget_lines(parents: pd.DataFrame) -> list[str]:
         text += (" **A plumbing check, not a result**: this budget only shows that the study runs end to end "
                  "(trials, MLflow, selection, report); the tokens are barely trained, so no number below says "
                  "anything about the methods.")
+    hidden = sorted({int(v) for v in parents["hidden"].dropna()})
+    seeds = sorted({int(v) for v in parents[SEEDS_PARAM].dropna()})
+    if hidden and seeds:
+        text += (f" Model: tokenizer width {'/'.join(map(str, hidden))} at the token grid (the reference's "
+                 f"{REFERENCE_HIDDEN}); {'/'.join(map(str, seeds))} seed(s) per configuration; {len(parents)} "
+                 f"dataset(s). The quick budget's datasets, seeds, steps and model size are chosen by measurement "
+                 f"to fit 30 minutes on 2 cores: docs/quick-budget.md.")
     return [text, ""]
 
 

@@ -6,7 +6,7 @@ and seed. Selection uses a cross-validated probe on the train split only; test m
 never optimised.
 
 examples:
-  python tune/run_ablation.py --space aug_weight                 # small bundled datasets, quick budget
+  python tune/run_ablation.py --space aug_weight                 # the ablation grid on GunPoint (bundled)
   python tune/run_ablation.py --list-spaces
   python tune/run_ablation.py --space ssl --grid --datasets FordA,ECG5000 --ucr-root ~/UCRArchive_2018 \\
       --budget paper --seeds 4 --address auto --gpus-per-trial 0.25 --mlflow-uri http://mlflow:5000
@@ -37,10 +37,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                            "more points than the cell's share of --num-samples, else seeded TPE; grid: always the "
                            "grid; tpe: always TPE")
     what.add_argument("--grid", action="store_true", help="the same as --search grid")
-    what.add_argument("--datasets", default="small",
-                      help="comma-separated UCR names, 'all' (the 128 of the archive), 'bundled' (the six shipped "
-                           "with aeon, offline) or 'small' (default: the four of them with series of at most 400 "
-                           "points)")
+    what.add_argument("--datasets", default="GunPoint",
+                      help="comma-separated UCR names (default: GunPoint, bundled: the ablation grid on one dataset "
+                           "is what the quick budget's 30 minutes hold, docs/quick-budget.md), 'all' (the 128 of the "
+                           "archive), 'bundled' (the six shipped with aeon, offline) or 'small' (the four of them "
+                           "with series of at most 400 points)")
     what.add_argument("--stage2", default="best", nargs="?", const="all", choices=["off", "all", "best", "front"],
                       help="stage 2 (MaskGIT prior + FID / IS / CAS). best (default): once the search is done, for "
                            "the selected configuration of every SSL method and the baseline per dataset (by "

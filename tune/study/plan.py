@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import secrets
 import shutil
@@ -24,13 +23,10 @@ from results.contract import DEFAULT_RESULTS_DIR, OBJECTIVES, STUDY_NAME, defaul
 from results.store import check_tracking_store
 from tune.cli import check_trainable, parse_overrides
 from tune.config import from_flat_dict
+from tune.study.estimate import describe_estimate
 from tune.spaces import BUDGETS, SEARCH_MODES, SPACES, Budget, Cell, SearchSpace, search_cells
 from tune.study.preflight import check_node_resources
 
-# Seconds per optimizer step on one quiet core: a + b * (series in a batch x length), fitted to
-# benchmarks/stage1_speed.py on SonyAIBORobotSurface1 and GunPoint; used only for --dry-run's estimate.
-STEP_COST = {"none": (0.037, 9.5e-6), "ssl-256": (0.08, 2.7e-5), "ssl-4096": (0.30, 3.7e-5)}
-TRIAL_OVERHEAD_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -93,16 +89,10 @@ class StudyPlan:
         return {**self.train, **self.per_dataset[dataset]}
 
     def estimate_s(self, concurrent: int) -> float:
-        """Wall seconds of the whole study at `concurrent` trials at once (a rough guide for --dry-run)."""
-        batch = self.train.get("batch_size", 128)
-        ssl_cost = STEP_COST["ssl-256" if self.train.get("proj_dim", 4096) <= 256 else "ssl-4096"]
-        total = 0.0
-        for ds, (n, length) in self.shapes.items():
-            steps = self.per_dataset[ds]["epochs"] * math.ceil(n / batch)
-            points = min(n, batch) * length
-            base, ssl = ((a + b * points) * steps + TRIAL_OVERHEAD_S for a, b in (STEP_COST["none"], ssl_cost))
-            total += self.seeds * sum(c.quota * (base if c.is_baseline else ssl) for c in self.cells)
-        return total / max(1, concurrent)
+        """Wall seconds of the whole study at `concurrent` trials at once (tune.study.estimate)."""
+        from tune.study.estimate import estimate_phases
+
+        return sum(estimate_phases(self, concurrent).values())
 
     def describe(self) -> str:
         concurrent = self.max_concurrent or max(1, int((os.cpu_count() or 1) // self.cpus_per_trial))
@@ -123,8 +113,8 @@ class StudyPlan:
                  f"{'Ray Train' if self.executor == 'train' else 'a Tune function trainable'}; "
                  f"cluster {self.address or 'local (started here)'}",
                  f"  outputs: {self.results_dir}  MLflow: {self.tracking_uri}",
-                 f"  estimated time at {concurrent} concurrent trials on this machine: "
-                 f"~{self.estimate_s(concurrent) / 60:.0f} min"]
+                 f"  estimated time at {concurrent} concurrent trials on a quiet 2-core CPU: "
+                 f"{describe_estimate(self, concurrent)}"]
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
