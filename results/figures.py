@@ -72,10 +72,22 @@ def weight_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], ba
         axes[-1, j].set_xlabel("aug_recon_weight")
         axes[-1, j].set_xticks(weights)
         axes[-1, j].set_xticklabels([f"{w:g}" for w in weights])
+    for i, (metric, _) in enumerate(PANELS):     # the means decide the view; wide intervals (2 seeds) are cut
+        values = [*searched.get(f"{metric}_mean", pd.Series(dtype=float)).dropna(),
+                  *base.get(f"{metric}_mean", pd.Series(dtype=float)).dropna(),
+                  *[(yardsticks or {})[k] for k, _ in YARDSTICK_LINES.get(metric, []) if k in (yardsticks or {})]]
+        if values:
+            lo, hi = min(values), max(values)
+            pad = 0.15 * (hi - lo) or 0.05 * abs(hi) or 0.05
+            lo, hi = lo - pad, hi + pad
+            if "acc" in metric:
+                lo, hi = max(lo, 0.0), min(hi, 1.0)
+            axes[i, 0].set_ylim(lo, hi)
     seeds = sorted(int(n) for n in searched["n_seeds"].unique())
     legend = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(legend.values(), legend.keys(), loc="upper left", bbox_to_anchor=(0.91, 0.88), fontsize=8,
-               title=f"mean over {'/'.join(map(str, seeds))} seed(s)" + (", 95% t-interval" if max(seeds) > 1 else ""),
+               title=f"mean over {'/'.join(map(str, seeds))} seed(s)" + (", 95% t-interval\n(cut at the axes)"
+                                                                          if max(seeds) > 1 else ""),
                title_fontsize=8)
     return fig
 

@@ -231,7 +231,7 @@ def write_report(study: str, *, tracking_uri: str, results_dir: str | Path) -> P
 
 ABLATION_NOTE = ("ablation_weight: per SSL method and augmentation set, a Friedman test across aug_recon_weight "
                  "on blocks (dataset, seed) finished at every weight; kendall_w: agreement of the blocks' orderings; "
-                 "weight_range: mean over blocks of the largest minus the smallest value across weights. "
+                 "weight_gap: mean over blocks of the mean absolute difference between two weights. "
                  "ablation_aug_set: per SSL method, a two-sided Wilcoxon signed-rank test of the first set minus "
                  "the second on blocks (dataset, weight, seed); aug_gap: mean absolute difference. Holm's "
                  "step-down within each table. Test metrics, reported only: nothing is selected on them.")

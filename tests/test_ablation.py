@@ -29,7 +29,7 @@ def test_a_weight_that_moves_accuracy_is_found_and_one_that_does_not_is_not():
     svm = strong[strong["metric"] == "test/svm_acc"]
     assert len(svm) == 4 and (svm["blocks"] == 9).all() and (svm["weights"] == 4).all()
     assert (svm["p_holm"] < 0.05).all() and (svm["kendall_w"] > 0.9).all()
-    assert np.allclose(svm["weight_range"], 0.15, atol=0.01)
+    assert np.allclose(svm["weight_gap"], 0.5 / 6, atol=0.01)    # mean |difference| of 0.75, 0.8, 0.85, 0.9
     flat = weight_effects(_trials(weight_slope=0.0, aug_shift=0.0))
     assert (flat.loc[flat["metric"] == "test/svm_acc", "p_holm"] > 0.05).all()
 
@@ -52,3 +52,10 @@ def test_too_few_blocks_or_weights_give_no_p_value():
     assert weight_effects(one)["p_value"].isna().all()        # a single (dataset, seed) block
     two_weights = one[one["aug_recon_weight"].isin([0.0, 0.05, 0.1])]
     assert weight_effects(two_weights)["p_value"].isna().all()
+
+
+def test_a_study_too_small_for_the_weight_test_says_so():
+    small = _trials(weight_slope=0.0, aug_shift=0.05, datasets=("A",), seeds=2)
+    weights, augs = weight_effects(small), aug_effects(small)
+    assert "no weight effect can be significant at this size" in "\n".join(answer_lines(weights, augs))
+    assert "cannot confirm or refute it on probe accuracy" in thesis_verdict(weights, augs)
