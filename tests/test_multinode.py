@@ -121,7 +121,8 @@ def test_study_on_two_nodes_with_a_tracking_server(tmp_path, cluster):
     env = {k: v for k, v in study_env().items() if k != "RAY_AUTH_MODE"}   # the study finds the token itself
     proc = subprocess.run([sys.executable, str(CLI), "--results-dir", str(tmp_path / "results"), "--no-report",
                            "--space", "aug_weight", "--budget", "smoke", "--set", "proj_dim=64", "--datasets",
-                           "GunPoint,ItalyPowerDemand", "--num-samples", "1", "--name", "cluster",
+                           "GunPoint,ItalyPowerDemand", "--num-samples", "1", "--methods", "vibcreg",
+                           "--stage2", "off", "--name", "cluster",
                            "--address", address, "--mlflow-uri", uri],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -131,7 +132,7 @@ def test_study_on_two_nodes_with_a_tracking_server(tmp_path, cluster):
     found = client.search_runs([exp.experiment_id], max_results=100)
     parents = [r for r in found if r.data.tags.get("ssl_vqvae.role") == "parent"]
     children = [r for r in found if r.data.tags.get("ssl_vqvae.role") == "trial"]
-    assert len(parents) == 2 and len(children) == 4
+    assert len(parents) == 2 and len(children) == 6          # (baseline + vibcreg/warp + vibcreg/slice) x 2
     assert {r.info.status for r in children} == {"FINISHED"}
     for r in children:
         assert r.data.tags["mlflow.parentRunId"] in {p.info.run_id for p in parents}

@@ -131,3 +131,10 @@ def test_multi_objective_cells_hear_each_objectives_mean():
         search.on_trial_complete(str(i), result)
     assert study.trials[0].values == pytest.approx([0.65, 0.2])
     assert search.optuna_study("A", "vibcreg/warp").trials[0].values == pytest.approx([0.6, 0.2])
+
+
+def test_methods_keep_only_their_cells_and_the_baseline():
+    cells = search_cells(SPACES["aug_weight"], 16, methods=("vibcreg",))
+    assert [c.name for c in cells] == ["none", "vibcreg/warp", "vibcreg/slice"]
+    assert [c.quota for c in cells] == [1, 4, 4] and all(c.grid for c in cells)
+    assert [c.quota for c in search_cells(SPACES["aug_weight"], 2, methods=("vibcreg",))] == [1, 1, 1]

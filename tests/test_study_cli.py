@@ -34,6 +34,7 @@ def _run(capsys, results, *argv):
     (["--space", "aug_weight", "--name", "../../x"], "study name '../../x' must be"),
     (["--space", "aug_weight", "--gpus-per-trial", "2"], "--gpus-per-trial 2 but this machine has 0 GPU"),
     (["--space", "aug_weight", "--objectives", "recon"], "--objectives 'recon': give probe"),
+    (["--space", "aug_weight", "--methods", "simclr"], "--methods 'simclr': give any of barlowtwins, vibcreg"),
     (["--space", "aug_weight", "--objectives", "probe,fid"], "unknown: fid"),
     (["--space", "aug_weight", "--stage2", "front"], "--stage2 front needs a multi-objective study"),
 ])

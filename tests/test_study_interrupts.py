@@ -14,7 +14,7 @@ from study_helpers import CLI, REPO, cli, runs, study_env
 
 pytestmark = pytest.mark.slow
 SMOKE = ["--space", "aug_weight", "--budget", "smoke", "--datasets", "GunPoint", "--set", "epochs=10",
-         "--set", "proj_dim=64"]
+         "--set", "proj_dim=64", "--methods", "vibcreg", "--num-samples", "2", "--stage2", "off"]   # 3 trials
 
 
 def start(results, name, *extra):

@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                            "more points than the cell's share of --num-samples, else seeded TPE; grid: always the "
                            "grid; tpe: always TPE")
     what.add_argument("--grid", action="store_true", help="the same as --search grid")
+    what.add_argument("--methods", help="comma-separated SSL methods to compare (default: every method of the "
+                                        "space); the baseline always runs")
     what.add_argument("--datasets", default="GunPoint",
                       help="comma-separated UCR names (default: GunPoint, bundled: the ablation grid on one dataset "
                            "is what the quick budget's 30 minutes hold, docs/quick-budget.md), 'all' (the 128 of the "

@@ -87,18 +87,21 @@ class Cell:
 SEARCH_MODES = ("auto", "grid", "tpe")
 
 
-def search_cells(space: SearchSpace, num_samples: int, mode: str = "auto") -> list[Cell]:
+def search_cells(space: SearchSpace, num_samples: int, mode: str = "auto",
+                 methods: tuple[str, ...] | None = None) -> list[Cell]:
     """The cells of one dataset's search, the baseline first: the one rule for what a study runs.
 
     auto: a cell runs its grid when the grid has no more points than the cell's share of num_samples
     (split equally over the SSL cells, rounded up) and has values for every searched key, else TPE;
-    grid: always the grid; tpe: TPE wherever a cell searches anything.
+    grid: always the grid; tpe: TPE wherever a cell searches anything. methods: the SSL methods to keep
+    (--methods; default every method of the space).
     The baseline is one configuration, or, where the space tunes parameters it shares (`shared`), a cell
     of its own with the same share."""
     cell_values = space.grid if mode == "grid" else {
         k: d.categories for k, d in space.params.items() if k in CELL_KEYS}
     combos = [dict(zip(CELL_KEYS, values)) for values in itertools.product(
         *[cell_values.get(k, [space.fixed.get(k)]) for k in CELL_KEYS])]
+    combos = [c for c in combos if methods is None or c["ssl_method"] in methods]
     share = max(1, math.ceil(num_samples / len(combos)))
     rest = [k for k in space.params if k not in CELL_KEYS]
 

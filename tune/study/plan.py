@@ -52,6 +52,7 @@ class StudyPlan:
     resume: bool
     ucr_root: str | None
     stage2: str = "off"                       # off | all | best | front
+    methods: tuple[str, ...] | None = None    # --methods: the SSL methods compared (None: the space's all)
     objectives: tuple[str, ...] = ("probe",)  # contract.OBJECTIVES names, probe first; several: a Pareto search
     early_stopping: bool = False              # successive halving of configurations (tune.study.scheduler)
     report: bool = True
@@ -70,7 +71,7 @@ class StudyPlan:
     @property
     def cells(self) -> list[Cell]:
         """What each dataset's search runs: the baseline and every (SSL method, augmentation set) cell."""
-        return search_cells(self.space, self.num_samples, self.search)
+        return search_cells(self.space, self.num_samples, self.search, self.methods)
 
     @property
     def configs_per_dataset(self) -> int:
@@ -143,6 +144,7 @@ def make_plan(args) -> StudyPlan:
     if args.executor == "function" and args.gpus_per_trial > 0:
         raise UsageError("GPU trials run through Ray Train: drop --executor function or --gpus-per-trial")
 
+    methods = parse_methods(getattr(args, "methods", None), space)
     objectives = parse_objectives(getattr(args, "objectives", "probe"))
     if args.stage2 == "front" and len(objectives) < 2:
         raise UsageError("--stage2 front needs a multi-objective study: add --objectives probe,recon")
@@ -180,6 +182,7 @@ def make_plan(args) -> StudyPlan:
         tracking_uri=tracking_uri, address=check_address(args.address) if args.address else None,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, executor=executor,
         max_concurrent=args.max_concurrent, resume=args.resume, stage2=args.stage2, objectives=objectives,
+        methods=methods,
         early_stopping=budget.early_stopping if args.early_stopping == "auto" else args.early_stopping == "on",
         ucr_root=str(Path(args.ucr_root).expanduser().resolve()) if args.ucr_root else None,
         report=not args.no_report, settings={k: getattr(args, k) for k in SAVED_SETTINGS})
@@ -188,7 +191,20 @@ def make_plan(args) -> StudyPlan:
 SETTINGS_FILE = "study_settings.json"     # inside the study's Tune folder: what --resume restores
 SAVED_SETTINGS = ("space", "budget", "grid", "search", "datasets", "ucr_root", "num_samples", "seeds", "search_seed",
                   "overrides", "stage2", "cpus_per_trial", "gpus_per_trial", "executor", "early_stopping", "objectives",
-                  "mlflow_uri")
+                  "mlflow_uri", "methods")
+
+
+def parse_methods(text: str | None, space: SearchSpace) -> tuple[str, ...] | None:
+    """--methods: comma-separated SSL methods of the space (the baseline always runs); None: all of them."""
+    if not text:
+        return None
+    known = list((space.grid.get("ssl_method") or space.params["ssl_method"].categories))
+    names = tuple(dict.fromkeys(n.strip() for n in str(text).split(",") if n.strip()))
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise UsageError(f"--methods {text!r}: give any of {', '.join(known)} (comma-separated; the baseline always "
+                         f"runs)" + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    return names
 
 
 def parse_objectives(text: str) -> tuple[str, ...]:
