@@ -22,7 +22,7 @@ def test_multi_objective_smoke_study_tags_and_reports_its_front(tmp_path):
                            "--num-samples", "4", "--objectives", "probe,recon", "--stage2", "front", "--name", "mo"],
                           cwd=REPO, env=study_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Pareto-optimal tokenizers and the baselines" in proc.stdout
+    assert "Pareto-optimal configurations and the baselines" in proc.stdout
 
     [parent] = runs(tmp_path, "mo", "parent")
     children = runs(tmp_path, "mo", "trial")
