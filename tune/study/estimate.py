@@ -15,11 +15,11 @@ STEP_COST = {"none": (0.037, 9.5e-6), "ssl-256": (0.08, 2.7e-5), "ssl-4096": (0.
 WIDTH_COST = {64: 1.0, 32: 0.72}    # an SSL step at tokenizer.hidden 32: 0.20 s against the formula's 0.28 (GunPoint)
 TRIAL_OVERHEAD_S = 7.0              # actor start, data, evaluations beyond the steps, MLflow
 STARTUP_S = 20.0                    # Ray's local cluster and the MLflow store
-YARDSTICKS_S = 30.0                 # per dataset: probes, 1-NN and MiniRocket on the raw series (cached after)
+YARDSTICKS_S = 5.0                  # per small dataset: probes, 1-NN and MiniRocket on the raw series (cached after)
 PRIOR_EPOCH_S = 0.35                # per prior epoch on a one-batch train split (width 128, depth 2)
 STAGE2_FIXED_S = 25.0               # generation, FID / IS and the CAS classifier at the quick budget's sizes
 FCN_EPOCH_S = 0.25                  # per FCN epoch, once per dataset
-REPORT_S = 20.0                     # tables, figures and tests, plus 5 s per dataset
+REPORT_S = 8.0                      # tables, figures and tests, plus 4 s per dataset
 
 
 def step_s(method: str, points: int, proj_dim: int, hidden: int) -> float:
@@ -49,7 +49,7 @@ def estimate_phases(plan, concurrent: int) -> dict[str, float]:
             stage2_s += FCN_EPOCH_S * s2.get("fcn_epochs", 500) * math.ceil(n / 16) / 4
     return {"start-up": STARTUP_S, "trials": trial_s / slots + longest / 2,
             "yardsticks": YARDSTICKS_S * len(plan.datasets), "stage 2": stage2_s / slots,
-            "report": REPORT_S + 5 * len(plan.datasets)}
+            "report": REPORT_S + 4 * len(plan.datasets)}
 
 
 def describe_estimate(plan, concurrent: int) -> str:
@@ -59,4 +59,4 @@ def describe_estimate(plan, concurrent: int) -> str:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds >= 300 else f"{seconds:.0f} s"
