@@ -5,7 +5,7 @@
 
 Run a study with `--early-stopping off` first. Every trial logged `val/svm_acc` at each evaluation
 point (step = epochs done) with a timestamp; this feeds those results, in the order they arrived, to
-the study's own scheduler (tune.study.scheduler.PerDatasetASHA with the study's epochs and evaluation
+the study's own scheduler (tune.study.scheduler.SeedMeanHalving with the study's epochs and evaluation
 period). A trial it stops is marked KILLED, as a live run would leave it, and the report's own
 selection (results.report.best_per_method, compared_methods) is run on both versions:
 
