@@ -27,7 +27,7 @@ from results.cli import UsageError, run_cli  # noqa: E402
 from results.contract import (BASELINE_METHOD, BUDGET_PARAM, CONFIG_TAG, CONFIGS_TAG, DEFAULT_RESULTS_DIR,  # noqa: E402
                               IDENTITY_PARAMS, INTERRUPTED_TAG, KEY_TAG, OBJECTIVES_PARAM, PARENT_TAG,
                               PLANNED_CONFIGS_PARAM, PLANNED_SEEDS, PLUMBING_BUDGETS, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL,
-                              SEEDS_PARAM, STUDY_NAME, config_id, default_tracking_uri)
+                              SEEDS_PARAM, SIMULATE_PARAM, STUDY_NAME, config_id, default_tracking_uri)
 from results.ablation import answer_lines, aug_effects, thesis_verdict, weight_effects  # noqa: E402
 from results.figures import cd_figure, method_colours, pareto_figure, save_figure, weight_figure  # noqa: E402
 from results.pareto import front, front_counts, objective_specs  # noqa: E402
@@ -95,10 +95,11 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
                              OBJECTIVES_PARAM: r.data.params.get(OBJECTIVES_PARAM, ""),
                              INTERRUPTED_TAG: r.data.tags.get(INTERRUPTED_TAG, ""),
                              BUDGET_PARAM: r.data.params.get(BUDGET_PARAM, ""), "steps": _count(r.data.params.get("steps")),
+                             SIMULATE_PARAM: float(r.data.params.get(SIMULATE_PARAM) or "nan"),
                              **{k: r.data.metrics.get(k, math.nan) for k in YARDSTICK_METRICS}}
                             for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT],
                            columns=["run_id", "dataset", SEEDS_PARAM, PLANNED_CONFIGS_PARAM, "configs_run", "proj_dim", "hidden",
-                                    OBJECTIVES_PARAM, INTERRUPTED_TAG, BUDGET_PARAM, "steps",
+                                    OBJECTIVES_PARAM, INTERRUPTED_TAG, BUDGET_PARAM, "steps", SIMULATE_PARAM,
                                     *YARDSTICK_METRICS]).sort_values("dataset")
     children = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     params = sorted({k for r in children for k in r.data.params})
@@ -451,6 +452,10 @@ def budget_lines(parents: pd.DataFrame) -> list[str]:
     steps = sorted({int(v) for v in parents["steps"].dropna()})
     text = (f"Budget: {', '.join(budgets)}" + (f" ({', '.join(map(str, steps))} optimizer steps per trial)" if steps
                                                else "") + ".")
+    if SIMULATE_PARAM in parents and parents[SIMULATE_PARAM].notna().any():
+        text = ("**SIMULATED** (`--simulate`): no model was trained; every metric below is a synthetic draw "
+                "(tune/study/simulate.py) and says nothing about the methods; this study rehearsed the cluster, the "
+                "searches, MLflow and the report. " + text)
     if set(budgets) & set(PLUMBING_BUDGETS):
         text += (" **A plumbing check, not a result**: this budget only shows that the study runs end to end "
                  "(trials, MLflow, selection, report); the tokens are barely trained, so no number below says "

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from results.cli import UsageError
-from results.contract import OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM, SELECTION_METRIC, trial_label
+from results.contract import OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM, SELECTION_METRIC, SIMULATE_PARAM, trial_label
 from tune.study.auth import TOKEN_FILE
 from tune.study.console import (TrialLines, answer_line, experiment_url, mlflow_ui_command, phase, quiet,
                                 start_lines)
@@ -53,7 +53,8 @@ def run_study(plan: StudyPlan, ray_progress: bool = False) -> int:
         print(f"Report: {out / 'summary.md'}")
     print(f"MLflow UI:  {mlflow_ui_command(plan.tracking_uri)}\n  then "
           f"{experiment_url(plan.tracking_uri, state['tracker'].experiment_id)}")
-    print(answer_line(state["summary"], plan.budget.name), flush=True)
+    print(("SIMULATED, the metrics are synthetic: " if plan.simulate else "") + answer_line(state["summary"], plan.budget.name),
+          flush=True)
     return exit_code(runs.trials["status"] if len(runs.trials) else [],
                      _finite_objectives(runs.trials) if len(runs.trials) else 0)
 
@@ -98,7 +99,8 @@ def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
         tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name),
                                create=not plan.resume, run_tags=code)
         state["tracker"] = tracker
-        parents = {ds: tracker.parent_run(ds, {"study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
+        simulated = {SIMULATE_PARAM: plan.simulate} if plan.simulate else {}
+        parents = {ds: tracker.parent_run(ds, {**simulated, "study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
                                                "search": plan.search, "seeds": plan.seeds, "num_samples": plan.num_samples,
                                                PLANNED_CONFIGS_PARAM: plan.configs_per_dataset, "steps": plan.budget.steps,
                                                OBJECTIVES_PARAM: ",".join(plan.objectives), **plan.dataset_config(ds)})
@@ -110,8 +112,14 @@ def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
                                parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
                                gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"),
                                stage2=plan.stage2 == "all", fcn_cache=str(plan.results_dir / "fcn"),
-                               stage2_params=plan.stage2 != "off", run_tags=code)
-        if plan.executor == "train":   # the trial only drives: its Train worker holds the CPUs / GPUs
+                               stage2_params=plan.stage2 != "off", run_tags=code, simulate=plan.simulate,
+                               shapes=plan.shapes if plan.simulate else {})
+        if plan.simulate:     # no training: a light process per trial (tune.study.simulate)
+            from tune.study.simulate import simulated_trainable
+
+            trainable = named_trainable(tune.with_resources(tune.with_parameters(simulated_trainable, context=context),
+                                                            {"cpu": plan.cpus_per_trial}), "SimulatedTrial")
+        elif plan.executor == "train":   # the trial only drives: its Train worker holds the CPUs / GPUs
             trainable = named_trainable(tune.with_resources(tune.with_parameters(train_driver, context=context),
                                                             {"cpu": 0, "memory": 256 * 1024 ** 2}), "TrainDriverTrial")
         else:
@@ -261,6 +269,10 @@ def raw_yardsticks(plan: StudyPlan, on_data=None) -> dict[str, dict[str, float]]
     from datasets.ucr import load_dataset
     from tune.engine.yardsticks import cached_yardsticks
 
+    if plan.simulate:
+        from tune.study.simulate import published_yardsticks
+
+        return published_yardsticks(plan.datasets)
     out = {}
     for ds in plan.datasets:
         data = load_dataset(ds, plan.ucr_root, val_fraction=0.0, nan_policy=plan.train.get("nan_policy", "resample"))
@@ -321,6 +333,10 @@ def stage2_for_best(runs, plan: StudyPlan, context) -> None:
 
 def _stage2_task(params: dict, trial_id: str, context) -> dict:
     """Fetch a finished trial's tokenizer from MLflow and run its stage 2 into the same run."""
+    if context.simulate:
+        from tune.study.simulate import simulated_stage2
+
+        return simulated_stage2(params, context, trial_id=trial_id)
     from tune.study.trial import stage2_of_finished_trial
 
     return stage2_of_finished_trial(params, context, trial_id)

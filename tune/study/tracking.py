@@ -25,7 +25,6 @@ from ray.tune import Callback
 from results.contract import (CONFIG_TAG, DATA_CONTEXT_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, GIT_BRANCH_TAG,
                               GIT_COMMIT_TAG, GIT_DIRTY_TAG, KEY_TAG, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL,
                               SOURCE_NAME_TAG, SOURCE_TYPE_TAG, TRIAL_TAG, USER_TAG, config_id, trial_key)
-from tune.engine.checkpoints import fingerprint
 from tune.study.interrupts import guarded, store_identity, store_lost
 from tune.study.retry import StoreUnavailable, retrying_client
 
@@ -71,6 +70,8 @@ def _user() -> str:
 
 def dataset_digest(x_train: np.ndarray, y_train: np.ndarray) -> str:
     """What the tokenizer trained on: a hash of the preprocessed train split (series and labels)."""
+    from tune.engine.checkpoints import fingerprint     # imports torch: not in a simulated trial's process
+
     return fingerprint(x_train, y_train)[:12]
 
 
