@@ -145,7 +145,8 @@ def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
                     metric=SELECTION_METRIC, mode=MODE, search_alg=searcher, num_samples=searcher.total_trials,
                     scheduler=early_stopping_scheduler(plan),
                     max_concurrent_trials=slots,
-                    reuse_actors=False, trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
+                    # a simulated trial's actor is reused: its start-up is a worker node's cost, not the driver's
+                    reuse_actors=bool(plan.simulate), trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
                 run_config=tune.RunConfig(
                     name=plan.name, storage_path=str(plan.storage), verbose=1 if ray_progress else 0,
                     progress_reporter=reporter,
@@ -158,7 +159,8 @@ def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
             tuner.fit()
         if STOP:      # fit() returned because the study was told to stop: _stopped() ends it
             return None
-        runs = load_study(plan.name, plan.tracking_uri)
+        with phase("reading the study's runs from MLflow"):
+            runs = load_study(plan.name, plan.tracking_uri)
         if plan.stage2 in ("best", "front"):
             stage2_for_best(runs, plan, context)
             runs = load_study(plan.name, plan.tracking_uri)
@@ -166,8 +168,9 @@ def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
         with phase(f"yardsticks on the raw series (linear probes, 1-NN, MiniRocket) for {len(plan.datasets)} "
                    f"dataset(s)"):
             yardsticks = raw_yardsticks(plan, on_data=lambda ds, data: tracker.log_dataset(parents[ds], data))
-        state["summary"] = summarize(runs, plan, tracker, parents, wall_s=time.time() - start,
-                                     configs_run=configs_run, yardsticks=yardsticks)
+        with phase(f"summary on the {len(parents)} parent run(s)"):
+            state["summary"] = summarize(runs, plan, tracker, parents, wall_s=time.time() - start,
+                                         configs_run=configs_run, yardsticks=yardsticks)
     except BaseException:
         if not started and not plan.resume:
             release_study_folder(plan)
