@@ -7,7 +7,7 @@ Run a study with `--early-stopping off` first. Every trial logged `val/svm_acc` 
 point (step = epochs done) with a timestamp; this feeds those results, in the order they arrived, to
 the study's own scheduler (tune.study.scheduler.SeedMeanHalving with the study's epochs and evaluation
 period). A trial it stops is marked KILLED, as a live run would leave it, and the report's own
-selection (results.report.best_per_method, compared_methods) is run on both versions:
+selection (results.study_report.best_per_method, compared_methods) is run on both versions:
 
   saved     = training seconds of the epochs the stopped trials would not have run, over all training
               (and the same in epochs, which does not depend on what else the machine was running)
@@ -33,7 +33,7 @@ from ray.tune.schedulers import TrialScheduler  # noqa: E402
 
 from results.cli import run_cli  # noqa: E402
 from results.contract import BASELINE_METHOD, SELECTION_METRIC  # noqa: E402
-from results.report import SCORE, compared_methods, load_study, per_config  # noqa: E402
+from results.study_report import SCORE, compared_methods, load_study, per_config  # noqa: E402
 from results.stats import average_ranks  # noqa: E402
 from tune.study.scheduler import GRACE_FRACTION, RACE_KEYS, TIME_ATTR, SeedMeanHalving  # noqa: E402
 

@@ -281,7 +281,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.time_steps:
-        from tune.cli import parse_overrides
+        from tune.config import parse_overrides
 
         if not args.datasets:
             p.error("--time-steps needs --datasets")
@@ -302,7 +302,7 @@ def main() -> None:
         return
     if not args.datasets:
         p.error("--datasets is required unless --from-csv is given")
-    from tune.cli import parse_overrides
+    from tune.config import parse_overrides
 
     overrides = parse_overrides(args.overrides)
     grid, own = _ints(args.steps), _ints(args.own_schedule)

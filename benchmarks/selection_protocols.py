@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from results.contract import DEFAULT_RESULTS_DIR, default_tracking_uri  # noqa: E402
-from results.report import load_study  # noqa: E402
+from results.study_report import load_study  # noqa: E402
 
 PROTOCOLS = {"holdout": "holdout/svm_acc", "cv": "val/svm_acc"}
 TEST = "test/svm_acc"

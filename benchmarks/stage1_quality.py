@@ -137,7 +137,7 @@ def main() -> None:
 
 
 def train_all(args) -> list[dict]:
-    from tune.cli import parse_overrides
+    from tune.config import parse_overrides
 
     overrides = parse_overrides(args.overrides)
     seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from results.contract import OBJECTIVES, OBJECTIVES_PARAM, PARETO_TAG, default_tracking_uri
 from results.pareto import front, front_counts, objective_specs, pareto_mask, stage2_front
-from results.report import load_study, write_report
+from results.study_report import load_study, write_report
 from test_report import make_study
 from tune.spaces import SPACES
 from tune.study.summary import summarize

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from results.report import main, write_report
+from results.report import main
+from results.study_report import write_report
 from results.cli import run_cli
 from results.contract import default_tracking_uri
 from tune.study.tracking import StudyTracker, TrialRun, artifact_root
@@ -241,7 +242,7 @@ def test_yardsticks_beside_every_method(store):
 
 def test_weight_figure_keeps_its_panel_labels_beside_the_yardstick_lines(store):
     from results.figures import weight_figure
-    from results.report import load_study, per_config
+    from results.study_report import load_study, per_config
 
     runs = load_study("main", store["uri"])
     table = per_config(runs)

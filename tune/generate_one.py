@@ -9,8 +9,8 @@ import json
 
 from results.cli import run_cli
 from results.contract import DEFAULT_RESULTS_DIR
-from tune.cli import check_output_file, parse_overrides, write_json
-from tune.config import stage2_config, to_flat_dict
+from tune.cli import check_output_file, write_json
+from tune.config import parse_overrides, stage2_config, to_flat_dict
 
 DEFAULT_FCN_CACHE = DEFAULT_RESULTS_DIR / "fcn"
 

@@ -8,9 +8,10 @@ import argparse
 import json
 import time
 
-from results.cli import UsageError, run_cli
-from tune.cli import check_output_file, check_trainable, parse_overrides, write_json
-from tune.config import TrainConfig, from_flat_dict, to_flat_dict
+from results.cli import run_cli
+from results.errors import UsageError
+from tune.cli import check_output_file, write_json
+from tune.config import TrainConfig, check_trainable, from_flat_dict, parse_overrides, to_flat_dict
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -20,8 +20,9 @@ from datasets.ucr import UCRDataset
 from evaluation.generative import stratified_holdout
 from models.fcn import FCN, accuracy, as_series_batch, check_labels
 from models.modes import eval_mode
+from results.errors import CheckpointError
 from tune.config import Stage2Config
-from tune.engine.checkpoints import FORMAT, CheckpointError, fingerprint, load_model, save_model
+from tune.engine.checkpoints import FORMAT, fingerprint, load_model, save_model
 from tune.engine.loop import OnEpoch, select_device, to_device, train_epoch
 from tune.engine.yardsticks import archive_train
 

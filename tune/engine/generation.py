@@ -20,8 +20,8 @@ from evaluation.generative import (FIDResult, class_balanced_labels, fid_with_ci
 from models.fcn import FCN, accuracy, as_series_batch, predict
 from models.prior import MaskGIT
 from models.tokenizer import Tokenizer
+from results.errors import CheckpointError
 from tune.config import Stage2Config
-from tune.engine.checkpoints import CheckpointError
 from tune.engine.fcn import FCNTrainInfo, fcn_for_dataset, train_fcn
 from tune.engine.figures import samples_figure
 from tune.engine.loop import OnEpoch, select_device, to_device

@@ -13,15 +13,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from results.cli import UsageError
-from tune.config import PRECISIONS, ConfigError
+from results.errors import ConfigError, TrainingDiverged
+from tune.config import PRECISIONS
 
 OnEpoch = Callable[[dict, int], None]   # on_epoch(metrics, epoch): how progress leaves a loop (Ray wraps it)
-
-
-class TrainingDiverged(UsageError):
-    """A loss or evaluation that stopped being finite: more epochs cannot recover, so the run stops and
-    says which setting to lower."""
 
 
 def select_device(name: str) -> torch.device:

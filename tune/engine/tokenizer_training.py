@@ -20,8 +20,9 @@ from evaluation.probes import cv_probe_accuracy, linear_probes
 from evaluation.tokens import SplitEval, codebook_redundancy, evaluate_split
 from models.ssl_vqvae import SSLVQVAE
 from models.tokenizer import Tokenizer, TokenizerConfig
+from results.errors import CheckpointError
 from tune.config import TrainConfig
-from tune.engine.checkpoints import (CheckpointError, load_model, load_training_state, save_model,
+from tune.engine.checkpoints import (load_model, load_training_state, save_model,
                                      save_training_state)
 from tune.engine.loop import (OnEpoch, check_finite, mixed_precision, select_device, step_generator, to_device,
                               train_epoch)

@@ -18,15 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from datasets.ucr import BUNDLED, BUNDLED_SMALL, load_dataset, resolve_names
-from results.cli import UsageError
 from results.contract import DEFAULT_RESULTS_DIR, OBJECTIVES, STUDY_NAME, default_tracking_uri
+from results.errors import UsageError
 from results.store import check_tracking_store
-from tune.cli import check_trainable, parse_overrides
-from tune.config import from_flat_dict
-from tune.study.estimate import describe_estimate
+from tune.config import check_trainable, from_flat_dict, parse_overrides
 from tune.spaces import BUDGETS, SEARCH_MODES, SPACES, Budget, Cell, SearchSpace, search_cells
+from tune.study.estimate import describe_estimate
 from tune.study.preflight import check_node_resources
-
 
 
 @dataclass(frozen=True)

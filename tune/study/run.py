@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from results.cli import UsageError
+from results.errors import UsageError
 from results.contract import OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM, SELECTION_METRIC, trial_label
 from tune.study.auth import TOKEN_FILE
 from tune.study.console import (TrialLines, answer_line, experiment_url, mlflow_ui_command, phase, quiet,
@@ -63,7 +63,7 @@ def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
     import ray
     from ray import tune
 
-    from results.report import load_study
+    from results.study_report import load_study
     from tune.study.search import StudySearch
     from tune.study.summary import summarize
     from tune.study.trial import TrialContext, named_trainable, stage1_trainable, train_driver
@@ -182,7 +182,7 @@ def _stopped(plan: StudyPlan, state: dict, reason: str, code: int) -> int:
         return code
     import signal
 
-    from results.report import load_study
+    from results.study_report import load_study
     from tune.study.summary import summarize
 
     for s in (signal.SIGINT, signal.SIGTERM):      # closing takes seconds: let it finish
@@ -378,6 +378,6 @@ def _trial_name(trial) -> str:
 
 
 def _write_report(plan: StudyPlan) -> Path:
-    from results.report import write_report
+    from results.study_report import write_report
 
     return write_report(plan.name, tracking_uri=plan.tracking_uri, results_dir=plan.results_dir)

@@ -18,7 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 from results.contract import (BASELINE_METHOD, BEST_SSL_PREFIX as BEST, CONFIGS_TAG, IDENTITY_PARAMS, PARETO_TAG,
                               SELECTION_METRIC)
 from results.figures import method_colours, pareto_figure
-from results.report import StudyRuns, pareto_table, per_config
+from results.study_report import StudyRuns, pareto_table, per_config
 from results.selection import select_best
 
 KEYS = ["val/svm_acc", "val/knn_acc", "test/svm_acc", "test/knn_acc", "test/recon_loss", "time/train_s",

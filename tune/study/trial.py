@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from datasets.ucr import UCRDataset, load_dataset
-from results.cli import EXPECTED
+from results.errors import EXPECTED
 from results.contract import FAILED_KEY, SELECTION_METRIC, run_label, trial_label
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 from tune.engine.figures import reconstruction_figure
