@@ -26,16 +26,16 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlflow.tracking import MlflowClient  # noqa: E402
-from ray.tune.schedulers import TrialScheduler  # noqa: E402
+from mlflow.tracking import MlflowClient
+from ray.tune.schedulers import TrialScheduler
 
-from results.cli import run_cli  # noqa: E402
-from results.contract import BASELINE_METHOD, SELECTION_METRIC  # noqa: E402
-from results.study_report import SCORE, compared_methods, load_study, per_config  # noqa: E402
-from results.stats import average_ranks  # noqa: E402
-from tune.study.scheduler import GRACE_FRACTION, RACE_KEYS, TIME_ATTR, SeedMeanHalving  # noqa: E402
+from results.cli import run_cli
+from results.contract import BASELINE_METHOD, SELECTION_METRIC, TRAIN_S
+from results.runs import load_study, per_config
+from results.study_report import SCORE, compared_methods
+from results.stats import average_ranks
+from tune.study.scheduler import GRACE_FRACTION, RACE_KEYS, TIME_ATTR, SeedMeanHalving
 
 
 @dataclass
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("error: the study already has stopped trials; replay a study run with --early-stopping off")
     stopped = replay(trials, MlflowClient(args.tracking_uri), args.design)
 
-    train_s = trials["time/train_s"].astype(float)
+    train_s = trials[TRAIN_S].astype(float)
     fraction_left = [(1 - stopped[k] / float(e)) if k in stopped else 0.0
                      for k, e in zip(trials["key"], trials["epochs"])]
     saved_s = float((train_s * fraction_left).sum())

@@ -49,7 +49,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 METHODS = ["none", "barlowtwins+warp", "vibcreg+warp"]
 COLUMNS = ["dataset", "n_train", "length", "steps_per_epoch", "method", "seed", "schedule", "total_steps",
@@ -72,6 +71,7 @@ def run_curve(dataset: str, method: str, seed: int, grid: list[int], total_steps
     from datasets.ucr import load_dataset
     from evaluation.probes import cv_probe_accuracy, linear_probes
     from evaluation.tokens import codebook_redundancy, evaluate_split
+    from results.contract import TRAIN_LOSS
     from tune.config import from_flat_dict
     from tune.engine.loop import TrainingDiverged, check_finite
     from tune.engine.tokenizer_training import CV_SEED, build_model, make_optimizer, train_tokenizer_epoch
@@ -106,7 +106,7 @@ def run_curve(dataset: str, method: str, seed: int, grid: list[int], total_steps
             t0 = time.perf_counter()
             loss = train_tokenizer_epoch(model, opt, sched, x_train, cfg, gen, spe)[0].item()
             train_s += time.perf_counter() - t0
-            check_finite(epoch, {"train/loss": loss}, advice)
+            check_finite(epoch, {TRAIN_LOSS: loss}, advice)
             if epoch not in eval_at:
                 continue
             t0 = time.perf_counter()

@@ -7,12 +7,15 @@ as Optuna was told. The baseline is a configuration like any other: it may be on
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 
-from results.contract import BASELINE_METHOD, OBJECTIVES, SELECTION_METRIC
+from results.contract import BASELINE_METHOD, OBJECTIVES, OBJECTIVES_PARAM, SELECTION_METRIC
+
+if TYPE_CHECKING:
+    from results.runs import StudyRuns
 
 SENSES = ("max", "min")
 DIGITS = 12     # means are compared rounded to 12 decimals: means of equal values that differ by rounding tie
@@ -66,6 +69,19 @@ def front(trials: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.Dat
     for _, idx in means.groupby("dataset").groups.items():
         means.loc[idx, "pareto"] = pareto_mask(means.loc[idx, [m for m, _ in objectives]].to_numpy(), senses)
     return means
+
+
+def study_objectives(runs: StudyRuns) -> list[tuple[str, str]]:
+    """(metric, sense) per objective the study searched (its parents' `objectives` param); one: single-objective."""
+    recorded = [o for o in runs.parents.get(OBJECTIVES_PARAM, pd.Series(dtype=object)).dropna() if o]
+    return objective_specs(max(recorded, key=len) if recorded else None)
+
+
+def pareto_table(runs: StudyRuns, table: pd.DataFrame, objectives: list[tuple[str, str]]) -> pd.DataFrame:
+    """results.runs.per_config's rows of every configuration with a finished seed, plus `pareto`: on its
+    dataset's front (the means over finished seeds, the same points Optuna was told)."""
+    flags = front(runs.trials, objectives)[["dataset", "config_id", "pareto"]]
+    return table.merge(flags, on=["dataset", "config_id"], how="inner")
 
 
 def front_counts(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

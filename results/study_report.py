@@ -8,48 +8,25 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from results.contract import (BASELINE_METHOD, BUDGET_PARAM, CONFIG_TAG, CONFIGS_TAG, IDENTITY_PARAMS, INTERRUPTED_TAG, KEY_TAG, OBJECTIVES_PARAM, PARENT_TAG,
-                              PLANNED_CONFIGS_PARAM, PLANNED_SEEDS, PLUMBING_BUDGETS, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL,
-                              SEEDS_PARAM, STUDY_NAME, config_id)
 from results.ablation import answer_lines, aug_effects, thesis_verdict, weight_effects
-from results.figures import cd_figure, method_colours, pareto_figure, save_figure, weight_figure
-from results.pareto import front, front_counts, objective_specs
-from results.selection import select_best
-from results.stats import average_ranks, mean_ci, wilcoxon_holm
+from results.contract import (BASELINE_METHOD, BUDGET_PARAM, GEN_METRICS, INTERRUPTED_TAG, PLUMBING_BUDGETS, RAW_1NN, RAW_KNN,
+                              RAW_MINIROCKET, RAW_SVM, SEEDS_PARAM, STUDY_NAME, column)
 from results.errors import UsageError
-from results.store import check_tracking_store
+from results.figures import cd_figure, method_colours, pareto_figure, save_figure, weight_figure
+from results.pareto import front_counts, pareto_table, study_objectives
+from results.runs import REFERENCE_HIDDEN, StudyRuns, load_study, per_config, with_method
+from results.selection import select_best
+from results.stats import average_ranks, wilcoxon_holm
 
-METRICS = ["test/svm_acc", "test/knn_acc", "test/recon_loss", "val/svm_acc", "val/recon_loss", "codebook/perplexity",
-           "codebook/usage", "time/train_s", "time/trial_s", "gen/fid", "gen/is", "gen/cas"]
-CONFIG = list(IDENTITY_PARAMS)
 REFERENCE_PROJ_DIM = 4096
-REFERENCE_HIDDEN = 64
 SELECT_BY, SCORE, ALPHA = "val_svm_acc_mean", "test_svm_acc_mean", 0.05
 BASELINE = BASELINE_METHOD
-
-
-@dataclass(frozen=True)
-class StudyRuns:
-    name: str
-    parents: pd.DataFrame     # one row per dataset: run_id, dataset, seeds, configs (planned), yardsticks
-    trials: pd.DataFrame      # one row per child run: run_id, parent, key, config_id, status, error, params, metrics
-    config: list[str]         # the params that identify a configuration (CONFIG + any other that varies)
-    params: list[str]         # every param of the trial runs (the whole resolved config)
-
-
-def col(metric: str) -> str:
-    return metric.replace("/", "_")
-
-
-def method_of(ssl_method: str, aug_set: str) -> str:
-    return BASELINE if ssl_method == BASELINE and aug_set in (BASELINE, "") else f"{ssl_method}/{aug_set}"
 
 
 def check_study_name(study: str) -> None:
@@ -57,85 +34,6 @@ def check_study_name(study: str) -> None:
     if not STUDY_NAME.fullmatch(study):
         raise UsageError(f"study name {study!r} must be 1-100 letters, digits, '.', '_' or '-' and start with a "
                          f"letter or digit (it names a folder under --results-dir)")
-
-
-def load_study(study: str, tracking_uri: str) -> StudyRuns:
-    """Every run of the study's experiment; raises UsageError (one line) on a bad store or name."""
-    check_tracking_store(tracking_uri, must_exist=True)
-    client = MlflowClient(tracking_uri)
-    try:
-        exp = client.get_experiment_by_name(study)
-        if exp is None:
-            known = [e.name for e in client.search_experiments() if e.name != "Default"]
-            raise UsageError(f"no study {study!r} in {tracking_uri}; studies there: {', '.join(known) or 'none'}")
-        runs, token = [], None
-        while True:
-            page = client.search_runs([exp.experiment_id], max_results=10_000, page_token=token)
-            runs += list(page)
-            token = page.token
-            if not token:
-                break
-    except MlflowException as err:
-        raise UsageError(f"cannot read the MLflow store {tracking_uri}: {str(err).splitlines()[0]}") from None
-    parents = pd.DataFrame([{"run_id": r.info.run_id, "dataset": r.data.tags.get("dataset", r.info.run_name),
-                             SEEDS_PARAM: _count(r.data.params.get(SEEDS_PARAM)),
-                             PLANNED_CONFIGS_PARAM: _planned_configs(r.data.params),
-                             "proj_dim": _count(r.data.params.get("proj_dim")),
-                             "hidden": _count(r.data.params.get("tokenizer.hidden", str(REFERENCE_HIDDEN))),
-                             "configs_run": _count(r.data.tags.get(CONFIGS_TAG)),
-                             OBJECTIVES_PARAM: r.data.params.get(OBJECTIVES_PARAM, ""),
-                             INTERRUPTED_TAG: r.data.tags.get(INTERRUPTED_TAG, ""),
-                             BUDGET_PARAM: r.data.params.get(BUDGET_PARAM, ""), "steps": _count(r.data.params.get("steps")),
-                             **{k: r.data.metrics.get(k, math.nan) for k in YARDSTICK_METRICS}}
-                            for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT],
-                           columns=["run_id", "dataset", SEEDS_PARAM, PLANNED_CONFIGS_PARAM, "configs_run", "proj_dim", "hidden",
-                                    OBJECTIVES_PARAM, INTERRUPTED_TAG, BUDGET_PARAM, "steps",
-                                    *YARDSTICK_METRICS]).sort_values("dataset")
-    children = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
-    params = sorted({k for r in children for k in r.data.params})
-    trials = pd.DataFrame([{"run_id": r.info.run_id, "parent": r.data.tags.get(PARENT_TAG),
-                            "key": r.data.tags.get(KEY_TAG, r.info.run_name),
-                            "run_name": r.info.run_name,
-                            "config_id": r.data.tags.get(CONFIG_TAG) or config_id(r.data.params),
-                            "trial_id": r.data.tags.get("ray.trial_id"), "status": r.info.status,
-                            "error": _last_line(r.data.tags.get("error", "")), **r.data.params, **r.data.metrics}
-                           for r in children])
-    first = ["run_id", "parent", "key", "run_name", "config_id", "trial_id", "status", "error", "dataset", *CONFIG, "seed"]
-    trials = trials.reindex(columns=list(dict.fromkeys(first + list(trials.columns))))
-    trials["aug_recon_weight"] = pd.to_numeric(trials["aug_recon_weight"], errors="coerce")
-    trials["seed"] = pd.to_numeric(trials["seed"], errors="coerce")
-    trials[PLANNED_SEEDS] = trials["parent"].map(dict(zip(parents["run_id"], parents[SEEDS_PARAM])))
-    varying = [k for k in params if k not in (*CONFIG, "dataset", "seed") and trials[k].nunique(dropna=False) > 1]
-    for k in varying:            # e.g. lr or codebook size in the `full` space: sort them as numbers
-        number = pd.to_numeric(trials[k], errors="coerce")
-        trials[k] = number if number.notna().sum() == trials[k].notna().sum() else trials[k]
-    return StudyRuns(study, parents.reset_index(drop=True), trials, CONFIG + varying, params)
-
-
-def with_method(trials: pd.DataFrame) -> pd.DataFrame:
-    """trials plus a `method` column: the baseline, or SSL method / augmentation set."""
-    return trials.assign(method=[method_of(m, a) for m, a in zip(trials["ssl_method"], trials["aug_set"])])
-
-
-def per_config(runs: StudyRuns) -> pd.DataFrame:
-    """Per dataset and configuration: seed counts, then mean and 95% t-interval half-width per metric."""
-    t = with_method(runs.trials)
-    metrics = [m for m in METRICS if m in t.columns]
-    rows = []
-    for (ds, cid), g in t.groupby(["dataset", "config_id"], dropna=False, sort=False):
-        done = g[g["status"] == "FINISHED"]
-        row = {"dataset": ds, **{k: g[k].iloc[0] for k in runs.config}, "config_id": cid,
-               "method": g["method"].iloc[0], "n_seeds": len(done),
-               "n_failed": int(g["status"].isin(["FAILED", "KILLED"]).sum()),
-               "n_running": int((g["status"] == "RUNNING").sum()),
-               "n_gen": int(pd.to_numeric(done.get("gen/fid"), errors="coerce").notna().sum()) if "gen/fid" in done else 0}
-        for m in metrics:
-            row[f"{col(m)}_mean"], row[f"{col(m)}_ci95"] = mean_ci(done[m])
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=["dataset", *runs.config, "config_id", "method", "n_seeds", "n_failed",
-                                        "n_running", "n_gen"] + [f"{col(m)}_{s}" for m in metrics for s in ("mean", "ci95")])
-    order = table.assign(_b=table["method"] != BASELINE).sort_values(["dataset", "_b", "method", *runs.config[2:]])
-    return order.drop(columns="_b").reset_index(drop=True)
 
 
 def best_per_method(runs: StudyRuns, table: pd.DataFrame, level: str = "method") -> pd.DataFrame:
@@ -230,7 +128,7 @@ GENERATION_NOTE = ("Stage 2 (MaskGIT prior; FID and IS in the features of the da
                    "FCN trained on generated series, tested on the real test split) for the configuration selected "
                    "per dataset and SSL method by validation, the baseline included; mean and 95% t-interval over "
                    "its seeds (n_gen: seeds with stage-2 metrics).")
-GEN_COLUMNS = ("gen_fid", "gen_is", "gen_cas")
+GEN_COLUMNS = tuple(column(m) for m in GEN_METRICS)
 
 
 def generation_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -257,19 +155,6 @@ def _section(title: str, lines: list[str]) -> str:
     return "\n".join(["", f"## {title}", "", *lines]) + "\n"
 
 
-def study_objectives(runs: StudyRuns) -> list[tuple[str, str]]:
-    """(metric, sense) per objective the study searched (its parents' `objectives` param); one: single-objective."""
-    recorded = [o for o in runs.parents.get(OBJECTIVES_PARAM, pd.Series(dtype=object)).dropna() if o]
-    return objective_specs(max(recorded, key=len) if recorded else None)
-
-
-def pareto_table(runs: StudyRuns, table: pd.DataFrame, objectives: list[tuple[str, str]]) -> pd.DataFrame:
-    """per_config's rows of every configuration with a finished seed, plus `pareto`: on its dataset's front
-    (results.pareto on the means over finished seeds, the same points Optuna was told)."""
-    flags = front(runs.trials, objectives)[["dataset", "config_id", "pareto"]]
-    return table.merge(flags, on=["dataset", "config_id"], how="inner")
-
-
 PARETO_NOTE = ("The Pareto-optimal configurations of each dataset on the study's objectives ({}), means over "
                "finished seeds with 95% t-intervals: no other configuration of the dataset, the baseline included, "
                "is at least as good on every objective and better on one. Objectives are train-split estimates; "
@@ -286,11 +171,11 @@ def write_pareto(out: Path, runs: StudyRuns, table: pd.DataFrame, objectives: li
         fig = pareto_figure(flagged, ds, colours, objectives, BASELINE, yardsticks_of(runs.parents, ds))
         if fig is not None:
             figures[ds] = save_figure(fig, out / f"pareto_{ds}")
-    cols = [f"{col(m)}_{s}" for m, _ in objectives for s in ("mean", "ci95")]
+    cols = [f"{column(m)}_{s}" for m, _ in objectives for s in ("mean", "ci95")]
     reported = [f"{c}_{s}" for c in ("test_svm_acc", "test_recon_loss", "gen_fid") if f"{c}_mean" in flagged
                 for s in ("mean", "ci95")]
     on_front = flagged[flagged["pareto"]].sort_values(
-        ["dataset", f"{col(objectives[0][0])}_mean"], ascending=[True, objectives[0][1] == "min"])
+        ["dataset", f"{column(objectives[0][0])}_mean"], ascending=[True, objectives[0][1] == "min"])
     on_front = on_front.reindex(columns=["dataset", "method", *runs.config[2:], "config_id", "n_seeds", *cols,
                                          *reported])
     on_front.to_csv(out / "pareto.csv", index=False)
@@ -333,8 +218,8 @@ def compared_methods(runs: StudyRuns, table: pd.DataFrame) -> tuple[pd.DataFrame
     return best, scores.dropna(), note
 
 
-YARDSTICK_METRICS = {"raw/svm_acc": "raw series: linear SVM", "raw/knn_acc": "raw series: 5-NN",
-                     "raw/1nn_acc": "raw series: 1-NN ED", "raw/minirocket_acc": "raw series: MiniRocket (supervised)"}
+YARDSTICK_METRICS = {RAW_SVM: "raw series: linear SVM", RAW_KNN: "raw series: 5-NN",
+                     RAW_1NN: "raw series: 1-NN ED", RAW_MINIROCKET: "raw series: MiniRocket (supervised)"}
 YARDSTICK_NOTE = (" Rows `raw series: ...` are the yardsticks: the same probes on the z-normalised raw series, "
                   "1-NN with Euclidean distance and MiniRocket (a supervised ceiling), test accuracy, fitted on "
                   "the train split.")
@@ -350,10 +235,10 @@ def yardstick_rows(parents: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for ds in parents["dataset"]:
         y = yardsticks_of(parents, ds)
-        if "raw/svm_acc" in y:
-            rows.append({"dataset": ds, "method": "raw series: linear probes", SCORE: y["raw/svm_acc"],
-                         SCORE.replace("svm", "knn"): y.get("raw/knn_acc")})
-        for key in ("raw/1nn_acc", "raw/minirocket_acc"):
+        if RAW_SVM in y:
+            rows.append({"dataset": ds, "method": "raw series: linear probes", SCORE: y[RAW_SVM],
+                         SCORE.replace("svm", "knn"): y.get(RAW_KNN)})
+        for key in (RAW_1NN, RAW_MINIROCKET):
             if key in y:
                 rows.append({"dataset": ds, "method": YARDSTICK_METRICS[key], SCORE: y[key]})
     return pd.DataFrame(rows, columns=["dataset", "method", SCORE, SCORE.replace("svm", "knn")])
@@ -462,16 +347,16 @@ def raw_series_lines(runs: StudyRuns, best: pd.DataFrame) -> list[str]:
     for ds in runs.parents["dataset"]:
         y = yardsticks_of(runs.parents, ds)
         picks = best[best["dataset"] == ds].dropna(subset=[SCORE])
-        if "raw/svm_acc" not in y or not len(picks):
-            lines.append(f"- {ds}: {'no yardstick computed' if 'raw/svm_acc' not in y else 'no finished method'}.")
+        if RAW_SVM not in y or not len(picks):
+            lines.append(f"- {ds}: {'no yardstick computed' if RAW_SVM not in y else 'no finished method'}.")
             continue
         top = picks.loc[picks[SELECT_BY].idxmax()]      # the method chosen by validation, never by test
-        verdict = "beat" if top[SCORE] > y["raw/svm_acc"] else "do not beat"
-        extra = "".join(f", {YARDSTICK_METRICS[k].split(': ')[1]} {y[k]:.3f}" for k in ("raw/1nn_acc",
-                                                                                      "raw/minirocket_acc") if k in y)
+        verdict = "beat" if top[SCORE] > y[RAW_SVM] else "do not beat"
+        extra = "".join(f", {YARDSTICK_METRICS[k].split(': ')[1]} {y[k]:.3f}" for k in (RAW_1NN,
+                                                                                      RAW_MINIROCKET) if k in y)
         lines.append(f"- {ds}: the tokens chosen by validation among all methods, the baseline included "
                      f"({top['method']}, test SVM {top[SCORE]:.3f}) {verdict} "
-                     f"the same probe on the raw series ({y['raw/svm_acc']:.3f}){extra}.")
+                     f"the same probe on the raw series ({y[RAW_SVM]:.3f}){extra}.")
     return lines
 
 
@@ -516,17 +401,3 @@ def _log_to_parents(tracking_uri: str, parents: pd.DataFrame, shared: list[Path]
         print(f"warning: report not logged to MLflow ({str(err).splitlines()[0]})", file=sys.stderr)
 
 
-def _planned_configs(params: dict) -> float:
-    """The parent's planned configurations (studies before the `configs` param: baseline + num_samples)."""
-    if PLANNED_CONFIGS_PARAM in params:
-        return _count(params[PLANNED_CONFIGS_PARAM])
-    return _count(params.get("baseline_configs", "1")) + _count(params.get("num_samples"))
-
-
-def _count(v) -> float:
-    return float(int(v)) if v not in (None, "", "None") else math.nan
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:160] if lines else ""

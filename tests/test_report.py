@@ -242,7 +242,7 @@ def test_yardsticks_beside_every_method(store):
 
 def test_weight_figure_keeps_its_panel_labels_beside_the_yardstick_lines(store):
     from results.figures import weight_figure
-    from results.study_report import load_study, per_config
+    from results.runs import load_study, per_config
 
     runs = load_study("main", store["uri"])
     table = per_config(runs)

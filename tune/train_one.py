@@ -8,6 +8,7 @@ import argparse
 import json
 import time
 
+from results.contract import TEST_KNN, TEST_RECON, TEST_SVM, VAL_SVM
 from results.cli import run_cli
 from results.errors import UsageError
 from tune.cli import check_output_file, write_json
@@ -55,14 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
 
     def show(metrics: dict, epoch: int) -> None:
-        if "val/svm_acc" in metrics:
+        if VAL_SVM in metrics:
             shown = {k: round(v, 4) for k, v in metrics.items() if k != "epochs_done"}
             print(f"epoch {epoch:4d}/{cfg.epochs}  " + "  ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
 
     final = train_stage1(cfg, data, on_epoch=show, checkpoint_dir=args.checkpoint_dir)
     print(f"\n{cfg.dataset} ssl={cfg.ssl_method} aug={cfg.aug_set} w={cfg.aug_recon_weight}: "
-          f"test svm {final['test/svm_acc']:.3f}  knn {final['test/knn_acc']:.3f}  "
-          f"recon {final['test/recon_loss']:.4f}  val svm {final['val/svm_acc']:.3f}  "
+          f"test svm {final[TEST_SVM]:.3f}  knn {final[TEST_KNN]:.3f}  "
+          f"recon {final[TEST_RECON]:.4f}  val svm {final[VAL_SVM]:.3f}  "
           f"({time.perf_counter() - start:.1f}s)")
     write_json(args.json, final)
     return 0

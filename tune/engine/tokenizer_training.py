@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from results.contract import (EPOCH_S, HOLDOUT_KNN, HOLDOUT_SVM, PERPLEXITY, REDUNDANCY, TEST_KNN, TEST_RECON, TEST_SVM,
+                              TRAIN_LOSS, TRAIN_S, USAGE, VAL_KNN, VAL_RECON, VAL_SVM)
 from datasets.augment import augment, parse_aug_set
 from datasets.ucr import UCRDataset, load_dataset
 from evaluation.probes import cv_probe_accuracy, linear_probes
@@ -92,22 +94,22 @@ def evaluate(model: SSLVQVAE, data: UCRDataset, xs: dict[str, torch.Tensor], cfg
     tok = model.tokenizer
     train = _evaluate_split(tok, xs["train"], "train", epoch, cfg)
     cv = cv_probe_accuracy(train.features, data.y_train, seed=CV_SEED)
-    metrics = {"codebook/perplexity": train.perplexity, "codebook/usage": train.usage,
-               "codebook/redundancy": codebook_redundancy(tok.codebook), "val/svm_acc": cv["svm_acc"],
-               "val/knn_acc": cv["knn_acc"], "val/recon_loss": train.recon_loss}
+    metrics = {PERPLEXITY: train.perplexity, USAGE: train.usage,
+               REDUNDANCY: codebook_redundancy(tok.codebook), VAL_SVM: cv["svm_acc"],
+               VAL_KNN: cv["knn_acc"], VAL_RECON: train.recon_loss}
     f_fit, y_fit = train.features, data.y_train
     if len(data.y_val):
         val = _evaluate_split(tok, xs["val"], "val", epoch, cfg)
         probes = linear_probes(train.features, data.y_train, val.features, data.y_val)
-        metrics |= {"val/recon_loss": val.recon_loss, "holdout/svm_acc": probes["svm_acc"],
-                    "holdout/knn_acc": probes["knn_acc"]}
+        metrics |= {VAL_RECON: val.recon_loss, HOLDOUT_SVM: probes["svm_acc"],
+                    HOLDOUT_KNN: probes["knn_acc"]}
         f_fit, y_fit = np.concatenate([f_fit, val.features]), np.concatenate([y_fit, data.y_val])
     if epoch == cfg.epochs:
         # Selection is over; the test probes may use every labelled train series (train + validation).
         test = _evaluate_split(tok, xs["test"], "test", epoch, cfg)
         probes = linear_probes(f_fit, y_fit, test.features, data.y_test)
-        metrics.update({"test/svm_acc": probes["svm_acc"], "test/knn_acc": probes["knn_acc"],
-                        "test/recon_loss": test.recon_loss})
+        metrics.update({TEST_SVM: probes["svm_acc"], TEST_KNN: probes["knn_acc"],
+                        TEST_RECON: test.recon_loss})
     return metrics
 
 
@@ -176,8 +178,8 @@ def train_stage1(cfg: TrainConfig, data: UCRDataset | None = None, *, on_epoch: 
         epoch_s = time.perf_counter() - t0
         train_s += epoch_s
         done = epoch + 1
-        check_finite(done, {"train/loss": loss}, _lr_advice(cfg))
-        metrics = {"train/loss": loss, "time/epoch_s": epoch_s, "time/train_s": train_s, "epochs_done": done}
+        check_finite(done, {TRAIN_LOSS: loss}, _lr_advice(cfg))
+        metrics = {TRAIN_LOSS: loss, EPOCH_S: epoch_s, TRAIN_S: train_s, "epochs_done": done}
         if done % cfg.eval_every == 0 or done == cfg.epochs:
             metrics.update(evaluate(model, data, xs, cfg, done))
             if state_path is not None:

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from datasets.ucr import UCRDataset
-from evaluation.yardsticks import YARDSTICK_KEYS, raw_yardsticks
+from evaluation.yardsticks import raw_yardsticks
+from results.contract import RAW_PREFIX, YARDSTICK_KEYS
 from tune.engine.checkpoints import fingerprint
 
 VERSION = 1   # of the yardsticks' protocol (probe scaler, MiniRocket settings): bump to recompute every cache
@@ -69,7 +70,7 @@ def cached_yardsticks(data: UCRDataset, cache_dir: str | os.PathLike, seed: int 
         return hit
     x, y = archive_train(data)
     t0 = time.perf_counter()
-    metrics = raw_yardsticks(x, y, data.x_test, data.y_test, seed=seed)
+    metrics = {RAW_PREFIX + k: v for k, v in raw_yardsticks(x, y, data.x_test, data.y_test, seed=seed).items()}
     cache_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(path, {"dataset": data.name, "key": key, "version": VERSION, "seed": seed,
                               "n_train": len(y), "n_test": len(data.y_test),

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from results.errors import UsageError
-from results.contract import OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM, SELECTION_METRIC, trial_label
+from results.contract import (GEN_CAS, GEN_FID, GEN_IS, OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM, SELECTION_METRIC,
+                              trial_label)
 from tune.study.auth import TOKEN_FILE
 from tune.study.console import (TrialLines, answer_line, experiment_url, mlflow_ui_command, phase, quiet,
                                 start_lines)
@@ -63,7 +64,7 @@ def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
     import ray
     from ray import tune
 
-    from results.study_report import load_study
+    from results.runs import load_study
     from tune.study.search import StudySearch
     from tune.study.summary import summarize
     from tune.study.trial import TrialContext, named_trainable, stage1_trainable, train_driver
@@ -182,7 +183,7 @@ def _stopped(plan: StudyPlan, state: dict, reason: str, code: int) -> int:
         return code
     import signal
 
-    from results.study_report import load_study
+    from results.runs import load_study
     from tune.study.summary import summarize
 
     for s in (signal.SIGINT, signal.SIGTERM):      # closing takes seconds: let it finish
@@ -312,7 +313,7 @@ def stage2_for_best(runs, plan: StudyPlan, context) -> None:
         label = f"{row['dataset']} {row['ssl_method']} {row['aug_set']} s{row['seed']:.0f}"
         try:
             metrics = get(ref)
-            text = f"FID {metrics['gen/fid']:.3g} IS {metrics['gen/is']:.3g} CAS {metrics['gen/cas']:.3f}"
+            text = f"FID {metrics[GEN_FID]:.3g} IS {metrics[GEN_IS]:.3g} CAS {metrics[GEN_CAS]:.3f}"
         except Exception as err:  # one failed stage 2 must not lose the others
             text = f"stage 2 failed: {str(err).strip().splitlines()[-1]}"
         eta = (time.time() - started) / i * (len(rows) - i)
