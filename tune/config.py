@@ -13,7 +13,7 @@ import numpy as np
 
 from datasets.augment import parse_aug_set
 from models.ssl import SSL_METHODS
-from models.ssl_vqvae import SSL_LATENTS
+from models.ssl_vqvae import REFERENCE_WEIGHT, SSL_LATENTS
 from models.tokenizer import TokenizerConfig, min_length
 from results.errors import ConfigError, UsageError
 
@@ -83,7 +83,7 @@ class TrainConfig:
     dataset: str = "GunPoint"
     ssl_method: str = "none"         # none | barlowtwins | vibcreg
     aug_set: str = "warp"            # warp | slice | gauss | "+"-joined combos; unused by none
-    aug_recon_weight: float = 0.1    # weight of the augmented branch's reconstruction loss
+    aug_recon_weight: float = REFERENCE_WEIGHT  # weight of the augmented branch's reconstruction loss
     seed: int = 0
     epochs: int = 100
     eval_every: int = 10             # epochs between validation evaluations (the last epoch always evaluates)

@@ -8,9 +8,8 @@ import argparse
 import json
 import time
 
-from results.contract import TEST_KNN, TEST_RECON, TEST_SVM, VAL_SVM
 from results.cli import run_cli
-from results.errors import UsageError
+from results.contract import TEST_KNN, TEST_RECON, TEST_SVM, VAL_SVM
 from tune.cli import check_output_file, write_json
 from tune.config import TrainConfig, check_trainable, from_flat_dict, parse_overrides, to_flat_dict
 
@@ -41,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     values = {"dataset": args.dataset, "ssl_method": args.ssl_method, "aug_set": args.aug_set,
               "aug_recon_weight": args.aug_recon_weight, "epochs": args.epochs, "eval_every": args.eval_every,
               "seed": args.seed, "device": args.device, **parse_overrides(args.overrides)}
-    if args.epochs < 1 or args.eval_every < 1:
-        raise UsageError("--epochs and --eval-every must be at least 1")
-    cfg = from_flat_dict(values)
+    cfg = from_flat_dict(values)                # TrainConfig checks every value, --epochs and --eval-every too
     check_output_file(args.json, "--json")
     from datasets.ucr import load_dataset
     from tune.engine.tokenizer_training import train_stage1   # torch and the models load after the arguments are checked

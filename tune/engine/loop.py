@@ -88,7 +88,7 @@ def train_epoch(loss_fn: Callable[[torch.Tensor], torch.Tensor], optimizer: torc
     return total / steps
 
 
-def check_finite(epoch: int, values: dict, advice: str) -> None:
+def check_diverged(epoch: int, values: dict, advice: str) -> None:
     """Raise TrainingDiverged naming the first of `values` (numbers or arrays) that holds a NaN or inf."""
     for name, value in values.items():
         a = np.asarray(value)

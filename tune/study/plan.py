@@ -20,6 +20,7 @@ from typing import Any
 from datasets.ucr import BUNDLED, BUNDLED_SMALL, load_dataset, resolve_names
 from results.contract import DEFAULT_RESULTS_DIR, OBJECTIVES, STUDY_NAME, default_tracking_uri
 from results.errors import UsageError
+from results.pareto import objective_names, objective_specs
 from results.store import check_tracking_store
 from tune.config import check_trainable, from_flat_dict, parse_overrides
 from tune.spaces import BUDGETS, SEARCH_MODES, SPACES, Budget, Cell, SearchSpace, search_cells
@@ -60,7 +61,7 @@ class StudyPlan:
     @property
     def objective_specs(self) -> list[tuple[str, str]]:
         """(metric, mode) per objective; the first is the one Tune, the scheduler and "best" use."""
-        return [OBJECTIVES[n] for n in self.objectives]
+        return objective_specs(self.objectives)
 
     @property
     def storage(self) -> Path:
@@ -208,7 +209,7 @@ def parse_methods(text: str | None, space: SearchSpace) -> tuple[str, ...] | Non
 def parse_objectives(text: str) -> tuple[str, ...]:
     """--objectives: comma-separated names of contract.OBJECTIVES, probe among them (it stays first: the
     search's Tune metric and the "best" rule); one name is the single-objective search."""
-    names = list(dict.fromkeys(n.strip() for n in str(text).split(",") if n.strip()))
+    names = objective_names(str(text))
     unknown = [n for n in names if n not in OBJECTIVES]
     if unknown or "probe" not in names:
         raise UsageError(f"--objectives {text!r}: give probe, or probe plus any of "
