@@ -3,7 +3,6 @@ trained once per dataset and preprocessing and cached on disk so every trial of 
 the same network."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import re
@@ -15,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 
 from datasets.ucr import UCRDataset
 from evaluation.generative import stratified_holdout
@@ -124,22 +124,6 @@ class CachedFCN:
     reused: bool  # True when loaded from the cache, False when train_fn ran
 
 
-@contextlib.contextmanager
-def _exclusive(lock_path: Path):
-    """Serialise trainers of one key so concurrent trials train the FCN once, not once each."""
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): the atomic rename alone keeps the cache consistent
-        yield
-        return
-    with open(lock_path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def cached_fcn(cache_dir: str | os.PathLike, key: str, train_fn: Callable[[], tuple[FCN, Any]],
                device: str | torch.device = "cpu") -> CachedFCN:
     """Load `<cache_dir>/<key>.pt`, or run `train_fn() -> (model, info)` once and store it there.
@@ -151,7 +135,7 @@ def cached_fcn(cache_dir: str | os.PathLike, key: str, train_fn: Callable[[], tu
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{key}.pt"
-    with _exclusive(cache_dir / f".{key}.lock"):
+    with FileLock(cache_dir / f".{key}.lock"):     # concurrent trials train the FCN once, not once each
         if path.exists():
             model, meta = _load(path, device)
             return CachedFCN(model, meta, path, reused=True)
