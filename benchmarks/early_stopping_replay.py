@@ -33,8 +33,8 @@ from ray.tune.schedulers import TrialScheduler
 from results.cli import run_cli
 from results.contract import BASELINE_METHOD, SELECTION_METRIC, TRAIN_S
 from results.runs import load_study, per_config
-from results.study_report import SCORE, compared_methods
 from results.stats import average_ranks
+from results.study_report import SCORE, compared_methods
 from tune.study.scheduler import GRACE_FRACTION, RACE_KEYS, TIME_ATTR, SeedMeanHalving
 
 

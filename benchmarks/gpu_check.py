@@ -20,7 +20,6 @@ from gpu_util import mean_util, parse
 
 DEPS = ("numpy", "scipy", "sklearn", "pandas", "einops", "matplotlib", "threadpoolctl", "pytest", "aeon", "ray",
         "optuna", "mlflow")
-STUDY_DEPS = ("ray", "optuna", "mlflow")
 
 
 def env() -> dict:

@@ -14,17 +14,16 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from results.contract import (BASELINE_METHOD, BUDGET_PARAM, CONFIG_TAG, CONFIGS_TAG, DATASET_TAG, ERROR_TAG, GEN_CAS,
-                              GEN_FID, GEN_IS, IDENTITY_PARAMS, INTERRUPTED_TAG, KEY_TAG, OBJECTIVES_PARAM, PARENT_TAG,
+from results.contract import (BASELINE_METHOD, BUDGET_PARAM, CONFIG_TAG, CONFIGS_TAG, DATASET_TAG, ERROR_TAG, GEN_FID,
+                              GEN_METRICS, IDENTITY_PARAMS, INTERRUPTED_TAG, KEY_TAG, OBJECTIVES_PARAM, PARENT_TAG,
                               PERPLEXITY, PLANNED_CONFIGS_PARAM, PLANNED_SEEDS, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL,
-                              SEEDS_PARAM, TEST_KNN, TEST_RECON, TEST_SVM, TRAIN_S, TRIAL_S, TRIAL_TAG, USAGE, VAL_RECON,
-                              VAL_SVM, YARDSTICK_KEYS, column, config_id)
+                              SEEDS_PARAM, TEST_METRICS, TRAIN_S, TRIAL_S, TRIAL_TAG, USAGE, VAL_RECON, VAL_SVM,
+                              YARDSTICK_KEYS, column, config_id)
 from results.errors import UsageError
 from results.stats import mean_ci
 from results.store import check_tracking_store
 
-METRICS = [TEST_SVM, TEST_KNN, TEST_RECON, VAL_SVM, VAL_RECON, PERPLEXITY, USAGE, TRAIN_S, TRIAL_S, GEN_FID, GEN_IS,
-           GEN_CAS]
+METRICS = [*TEST_METRICS, VAL_SVM, VAL_RECON, PERPLEXITY, USAGE, TRAIN_S, TRIAL_S, *GEN_METRICS]   # per_config's
 CONFIG = list(IDENTITY_PARAMS)
 REFERENCE_HIDDEN = 64     # the reference tokenizer's width: parents of studies before the param ran it
 MAX_RUNS = 10_000_000     # mlflow.search_runs stops at max_results; a study has far fewer runs

@@ -111,11 +111,6 @@ def _load(path: str | os.PathLike, device: str | torch.device) -> tuple[FCN, dic
     return model, blob["meta"]
 
 
-def load_fcn(path: str | os.PathLike, device: str | torch.device = "cpu") -> FCN:
-    """Rebuild a saved FCN (eval mode) from its checkpoint alone."""
-    return _load(path, device)[0]
-
-
 @dataclass(frozen=True)
 class CachedFCN:
     model: FCN

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from results.contract import (FCN_S, FCN_TEST_ACC, GEN_CAS, GEN_EVAL_S, GEN_FID, GEN_FID_HIGH, GEN_FID_LOW, GEN_IS,
-                              GEN_IS_STD, GEN_N_GEN, GEN_N_REAL, GENERATE_S, PRIOR_S, PRIOR_VAL_LOSS, STAGE2_S)
 from datasets.ucr import UCRDataset
 from evaluation.generative import (FIDResult, class_balanced_labels, fid_with_ci, inception_score,
                                    stratified_holdout)
 from models.fcn import FCN, accuracy, as_series_batch, predict
 from models.prior import MaskGIT
 from models.tokenizer import Tokenizer
+from results.contract import (FCN_S, FCN_TEST_ACC, GEN_CAS, GEN_EVAL_S, GEN_FID, GEN_FID_HIGH, GEN_FID_LOW, GEN_IS,
+                              GEN_IS_STD, GEN_N_GEN, GEN_N_REAL, GENERATE_S, PRIOR_S, PRIOR_VAL_LOSS, STAGE2_S)
 from results.errors import CheckpointError
 from tune.config import Stage2Config
 from tune.engine.fcn import FCNTrainInfo, fcn_for_dataset, train_fcn

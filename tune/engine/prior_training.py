@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from results.contract import PRIOR_EPOCH_S, PRIOR_TRAIN_LOSS, PRIOR_TRAIN_S, PRIOR_VAL_LOSS
 from models.modes import eval_mode
 from models.prior import MaskGIT
 from models.tokenizer import Tokenizer
+from results.contract import PRIOR_EPOCH_S, PRIOR_TRAIN_LOSS, PRIOR_TRAIN_S, PRIOR_VAL_LOSS
 from tune.config import Stage2Config
-from tune.engine.checkpoints import fingerprint, load_model, load_training_state, save_model, save_training_state
+from tune.engine.checkpoints import fingerprint, load_training_state, save_model, save_training_state
 from tune.engine.loop import (OnEpoch, check_diverged, mixed_precision, select_device, step_generator, to_device,
                               train_epoch)
 
@@ -128,7 +128,3 @@ def train_prior(tokens, y, n_classes: int, codebook_size: int, cfg: Stage2Config
                                     identity=identity)
         on_epoch(last, done)
     return prior.eval()
-
-def load_prior(path: str | Path, device: str = "cpu") -> MaskGIT:
-    """Rebuild a trained prior (eval mode) from its PRIOR_FILE alone."""
-    return load_model(path, MaskGIT, "prior", device)[0]

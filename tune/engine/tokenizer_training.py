@@ -15,18 +15,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from results.contract import (EPOCH_S, HOLDOUT_KNN, HOLDOUT_SVM, PERPLEXITY, REDUNDANCY, TEST_KNN, TEST_RECON, TEST_SVM,
-                              TRAIN_LOSS, TRAIN_S, USAGE, VAL_KNN, VAL_RECON, VAL_SVM)
 from datasets.augment import augment
 from datasets.ucr import UCRDataset, load_dataset
 from evaluation.probes import cv_probe_accuracy, linear_probes
 from evaluation.tokens import SplitEval, codebook_redundancy, evaluate_split
 from models.ssl_vqvae import SSLVQVAE
 from models.tokenizer import Tokenizer, TokenizerConfig
+from results.contract import (EPOCH_S, HOLDOUT_KNN, HOLDOUT_SVM, PERPLEXITY, REDUNDANCY, TEST_KNN, TEST_RECON, TEST_SVM,
+                              TRAIN_LOSS, TRAIN_S, USAGE, VAL_KNN, VAL_RECON, VAL_SVM)
 from results.errors import CheckpointError
 from tune.config import TrainConfig
-from tune.engine.checkpoints import (load_model, load_training_state, save_model,
-                                     save_training_state)
+from tune.engine.checkpoints import load_model, load_training_state, save_model, save_training_state
 from tune.engine.loop import (OnEpoch, check_diverged, mixed_precision, select_device, step_generator, to_device,
                               train_epoch)
 

@@ -1,7 +1,9 @@
 """A study's plan: every input checked and every default resolved before anything starts.
 
-`make_plan` has no side effects: every bad input is found there, before Ray starts or anything is
-written to MLflow or the results directory.
+Every bad input is found in `make_plan`, before Ray starts or anything is written to MLflow. It is not free
+of side effects: it creates the results folder (and a temp file in it, to prove it writable), asks a tracking
+server's /health and opens a socket to the --address cluster; the study's own folder is claimed later, by
+claim_study_folder.
 """
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from results.errors import UsageError
 from results.contract import (BUDGET_PARAM, GEN_CAS, GEN_FID, GEN_IS, OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM,
                               SEEDS_PARAM, SELECTION_METRIC, trial_label)
+from results.errors import UsageError
 from tune.study.auth import TOKEN_FILE
 from tune.study.console import (TrialLines, answer_line, experiment_url, mlflow_ui_command, phase, quiet,
                                 start_lines)

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from datasets.ucr import UCRDataset, load_dataset
-from results.errors import EXPECTED
 from results.contract import FAILED_KEY, GEN_FID, PRIOR_VAL_LOSS, SELECTION_METRIC, TRIAL_S, run_label, trial_label
+from results.errors import EXPECTED
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 from tune.engine.figures import reconstruction_figure
 from tune.engine.tokenizer_training import TOKENIZER_FILE, load_tokenizer, train_stage1
