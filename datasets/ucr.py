@@ -60,11 +60,12 @@ class UCRDataset:
 def _summary() -> pd.DataFrame:
     df = pd.read_csv(_SUMMARY_CSV, encoding="utf-8-sig", skipinitialspace=True)
     df["Name"] = df["Name"].str.strip()
-    return df[["Name", "Train", "Test", "Class", "Length"]].reset_index(drop=True)
+    return df[["Name", "Train", "Test", "Class", "Length", "ED (w=0)"]].reset_index(drop=True)
 
 
 def archive_summary() -> pd.DataFrame:
-    """The 128 datasets: Name, Train, Test, Class, Length (a number, or "Vary" for variable length)."""
+    """The 128 datasets: Name, Train, Test, Class, Length (a number, or "Vary" for variable length) and
+    the archive's 1-NN Euclidean test error rate "ED (w=0)"."""
     return _summary().copy()
 
 

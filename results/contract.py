@@ -34,6 +34,7 @@ EXPERIMENT_KIND = "custom_model_development"    # ... and with this kind on its 
 # (BEST_SSL_PREFIX + "/" + key, e.g. best_ssl/test_svm_acc) and tags (BEST_SSL_PREFIX + "." + param)
 BEST_SSL_PREFIX = "best_ssl"
 BUDGET_PARAM = "budget"               # on a parent: the study's budget name (smoke: a plumbing check, not a result)
+SIMULATE_PARAM = "simulate"           # on a parent of a --simulate study: its scale (tune.study.simulate); metrics synthetic
 PLUMBING_BUDGETS = ("smoke",)         # budgets too small for any finding: they check that the study runs end to end
 
 # metric keys (DESIGN.md section 6); no other module spells one (tests/test_contract.py greps for them)

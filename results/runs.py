@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 from results.contract import (BASELINE_METHOD, BUDGET_PARAM, CONFIG_TAG, CONFIGS_TAG, DATASET_TAG, ERROR_TAG, GEN_FID,
                               GEN_METRICS, IDENTITY_PARAMS, INTERRUPTED_TAG, KEY_TAG, OBJECTIVES_PARAM, PARENT_TAG,
                               PERPLEXITY, PLANNED_CONFIGS_PARAM, PLANNED_SEEDS, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL,
-                              SEEDS_PARAM, TEST_METRICS, TRAIN_S, TRIAL_S, TRIAL_TAG, USAGE, VAL_RECON, VAL_SVM,
-                              YARDSTICK_KEYS, column, config_id)
+                              SEEDS_PARAM, SIMULATE_PARAM, TEST_METRICS, TRAIN_S, TRIAL_S, TRIAL_TAG, USAGE, VAL_RECON,
+                              VAL_SVM, YARDSTICK_KEYS, column, config_id)
 from results.errors import UsageError
 from results.stats import mean_ci
 from results.store import check_tracking_store
@@ -82,10 +82,11 @@ def load_study(study: str, tracking_uri: str) -> StudyRuns:
                              OBJECTIVES_PARAM: r.data.params.get(OBJECTIVES_PARAM, ""),
                              INTERRUPTED_TAG: r.data.tags.get(INTERRUPTED_TAG, ""),
                              BUDGET_PARAM: r.data.params.get(BUDGET_PARAM, ""), "steps": _count(r.data.params.get("steps")),
+                             SIMULATE_PARAM: float(r.data.params.get(SIMULATE_PARAM) or "nan"),
                              **{k: r.data.metrics.get(k, math.nan) for k in YARDSTICK_KEYS}}
                             for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT],
                            columns=["run_id", "dataset", SEEDS_PARAM, PLANNED_CONFIGS_PARAM, "configs_run", "proj_dim",
-                                    "hidden", OBJECTIVES_PARAM, INTERRUPTED_TAG, BUDGET_PARAM, "steps",
+                                    "hidden", OBJECTIVES_PARAM, INTERRUPTED_TAG, BUDGET_PARAM, "steps", SIMULATE_PARAM,
                                     *YARDSTICK_KEYS]).sort_values("dataset")
     children = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
     params = sorted({k for r in children for k in r.data.params})

@@ -15,8 +15,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from results.ablation import answer_lines, aug_effects, thesis_verdict, weight_effects
-from results.contract import (BASELINE_METHOD, BUDGET_PARAM, GEN_METRICS, INTERRUPTED_TAG, PLUMBING_BUDGETS, RAW_1NN, RAW_KNN,
-                              RAW_MINIROCKET, RAW_SVM, SEEDS_PARAM, STUDY_NAME, column)
+from results.contract import (BASELINE_METHOD, BUDGET_PARAM, GEN_METRICS, INTERRUPTED_TAG, PLUMBING_BUDGETS, RAW_1NN,
+                              RAW_KNN, RAW_MINIROCKET, RAW_SVM, SEEDS_PARAM, SIMULATE_PARAM, STUDY_NAME, column)
 from results.errors import UsageError
 from results.figures import cd_figure, method_colours, pareto_figure, save_figure, weight_figure
 from results.pareto import front_counts, pareto_table, study_objectives
@@ -327,6 +327,10 @@ def budget_lines(parents: pd.DataFrame) -> list[str]:
     steps = sorted({int(v) for v in parents["steps"].dropna()})
     text = (f"Budget: {', '.join(budgets)}" + (f" ({', '.join(map(str, steps))} optimizer steps per trial)" if steps
                                                else "") + ".")
+    if SIMULATE_PARAM in parents and parents[SIMULATE_PARAM].notna().any():
+        text = ("**SIMULATED** (`--simulate`): no model was trained; every metric below is a synthetic draw "
+                "(tune/study/simulate.py) and says nothing about the methods; this study rehearsed the cluster, the "
+                "searches, MLflow and the report. " + text)
     if set(budgets) & set(PLUMBING_BUDGETS):
         text += (" **A plumbing check, not a result**: this budget only shows that the study runs end to end "
                  "(trials, MLflow, selection, report); the tokens are barely trained, so no number below says "

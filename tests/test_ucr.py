@@ -44,10 +44,11 @@ def raises_one_line(match, fn, *args, **kwargs):
 
 def test_archive_summary():
     df = archive_summary()
-    assert len(df) == 128 and list(df.columns) == ["Name", "Train", "Test", "Class", "Length"]
+    assert len(df) == 128 and list(df.columns) == ["Name", "Train", "Test", "Class", "Length", "ED (w=0)"]
     assert df["Name"].is_unique
     gun = df.set_index("Name").loc["GunPoint"]
     assert (gun.Train, gun.Test, gun.Class, gun.Length) == (50, 150, 2, "150")
+    assert gun["ED (w=0)"] == pytest.approx(0.0867)      # the archive's 1-NN Euclidean test error
     assert (df["Length"] == "Vary").sum() == 11
 
 

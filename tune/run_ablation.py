@@ -83,6 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     out.add_argument("--name", help="study name (default: SPACE-BUDGET-TIMESTAMP); one MLflow experiment per study")
     out.add_argument("--resume", action="store_true",
                      help="continue a stopped or killed study (--name, or the latest one of --space and --budget)")
+    out.add_argument("--simulate", nargs="?", type=float, const=0.01, metavar="SCALE",
+                     help="no training: each trial waits SCALE (default 0.01) of its estimated time and reports "
+                          "synthetic metrics; everything else (Ray, the searches, MLflow, resume, the report) runs for "
+                          "real, and --datasets all plans without the data: a rehearsal of a cluster study")
     out.add_argument("--dry-run", action="store_true", help="print the plan and the estimated time, run nothing")
     out.add_argument("--no-report", action="store_true", help="skip the results report at the end")
     out.add_argument("--ray-progress", action="store_true",

@@ -28,27 +28,36 @@ def step_s(method: str, points: int, proj_dim: int, hidden: int) -> float:
     return (a + b * points) * width
 
 
+def trial_s(method: str, n: int, length: int, epochs: int, batch: int, proj_dim: int, hidden: int) -> float:
+    """Seconds of one stage-1 trial: its optimizer steps plus the fixed part (what --simulate waits, scaled)."""
+    steps = epochs * math.ceil(n / batch)
+    return step_s(method, min(n, batch) * length, proj_dim, hidden) * steps + TRIAL_OVERHEAD_S
+
+
+def stage2_s(n: int, batch: int, prior_epochs: int) -> float:
+    """Seconds of one stage-2 run (prior, generation, FID / IS / CAS), the FCN excluded."""
+    return PRIOR_EPOCH_S * prior_epochs * math.ceil(n / batch) + STAGE2_FIXED_S
+
+
 def estimate_phases(plan, concurrent: int) -> dict[str, float]:
     """Wall seconds per phase of `plan` (a StudyPlan) at `concurrent` trials at once."""
     slots = max(1, concurrent)
     batch = plan.train.get("batch_size", 128)
     proj, hidden = plan.train.get("proj_dim", 4096), plan.train.get("tokenizer.hidden", 64)
-    trial_s, longest, stage2_s = 0.0, 0.0, 0.0
+    trials, longest, s2_total = 0.0, 0.0, 0.0
     s2 = {k.removeprefix("stage2."): v for k, v in plan.train.items() if k.startswith("stage2.")}
     methods = {c.fixed["ssl_method"] for c in plan.cells}
     for ds, (n, length) in plan.shapes.items():
-        steps = plan.per_dataset[ds]["epochs"] * math.ceil(n / batch)
-        points = min(n, batch) * length
         for cell in plan.cells:
-            one = step_s(cell.fixed["ssl_method"], points, proj, hidden) * steps + TRIAL_OVERHEAD_S
-            trial_s += plan.seeds * cell.quota * one
+            one = trial_s(cell.fixed["ssl_method"], n, length, plan.per_dataset[ds]["epochs"], batch, proj, hidden)
+            trials += plan.seeds * cell.quota * one
             longest = max(longest, one)
         if plan.stage2 in ("best", "front"):
             runs = len(methods) * plan.seeds
-            stage2_s += runs * (PRIOR_EPOCH_S * s2.get("epochs", 100) * math.ceil(n / batch) + STAGE2_FIXED_S)
-            stage2_s += FCN_EPOCH_S * s2.get("fcn_epochs", 500) * math.ceil(n / 16) / 4
-    return {"start-up": STARTUP_S, "trials": trial_s / slots + longest / 2,
-            "yardsticks": YARDSTICKS_S * len(plan.datasets), "stage 2": stage2_s / slots,
+            s2_total += runs * stage2_s(n, batch, s2.get("epochs", 100))
+            s2_total += FCN_EPOCH_S * s2.get("fcn_epochs", 500) * math.ceil(n / 16) / 4
+    return {"start-up": STARTUP_S, "trials": trials / slots + longest / 2,
+            "yardsticks": YARDSTICKS_S * len(plan.datasets), "stage 2": s2_total / slots,
             "report": REPORT_S + 4 * len(plan.datasets)}
 
 

@@ -28,6 +28,7 @@ from tune.config import check_trainable, from_flat_dict, parse_overrides
 from tune.spaces import BUDGETS, SEARCH_MODES, SPACES, Budget, Cell, SearchSpace, search_cells
 from tune.study.estimate import describe_estimate
 from tune.study.preflight import check_node_resources
+from tune.study.simulate import archive_shapes
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class StudyPlan:
     objectives: tuple[str, ...] = ("probe",)  # contract.OBJECTIVES names, probe first; several: a Pareto search
     early_stopping: bool = False              # successive halving of configurations (tune.study.scheduler)
     report: bool = True
+    simulate: float = 0.0                     # --simulate: no training, trials wait this share of their estimate
     settings: dict = field(default_factory=dict)   # the CLI settings, saved so --resume reuses them
     notes: list[str] = field(default_factory=list)
 
@@ -117,6 +119,9 @@ class StudyPlan:
                  f"  outputs: {self.results_dir}  MLflow: {self.tracking_uri}",
                  f"  estimated time at {concurrent} concurrent trials on a quiet 2-core CPU: "
                  f"{describe_estimate(self, concurrent)}"]
+        if self.simulate:
+            lines.insert(1, f"  SIMULATED (--simulate {self.simulate:g}): no training; each trial waits {self.simulate:g} "
+                            f"of the estimate below and reports synthetic metrics (tune/study/simulate.py)")
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
@@ -142,6 +147,8 @@ def make_plan(args) -> StudyPlan:
     if search not in SEARCH_MODES:
         raise UsageError(f"unknown --search {search!r}; choose one of {', '.join(SEARCH_MODES)}")
     executor = "train" if args.gpus_per_trial > 0 or args.executor == "train" else "function"
+    if getattr(args, "simulate", None):
+        executor = "function"           # a simulated trial trains nothing: no Ray Train worker to start
     if args.executor == "function" and args.gpus_per_trial > 0:
         raise UsageError("GPU trials run through Ray Train: drop --executor function or --gpus-per-trial")
 
@@ -155,8 +162,9 @@ def make_plan(args) -> StudyPlan:
     train = {k: getattr(base_cfg, k) if "." not in k else v for k, v in train.items()}
     names = {"bundled": list(BUNDLED), "small": list(BUNDLED_SMALL)}.get(args.datasets) or resolve_names(
         [n.strip() for n in args.datasets.split(",") if n.strip()])
-    shapes = {}
-    for dataset in names:
+    simulate = _simulate_scale(getattr(args, "simulate", None))
+    shapes = archive_shapes(names, base_cfg.val_fraction) if simulate else {}
+    for dataset in [] if simulate else names:
         data = load_dataset(dataset, args.ucr_root, val_fraction=base_cfg.val_fraction, seed=0,
                             nan_policy=base_cfg.nan_policy)
         check_trainable(data, base_cfg)
@@ -186,13 +194,25 @@ def make_plan(args) -> StudyPlan:
         methods=methods,
         early_stopping=budget.early_stopping if args.early_stopping == "auto" else args.early_stopping == "on",
         ucr_root=str(Path(args.ucr_root).expanduser().resolve()) if args.ucr_root else None,
-        report=not args.no_report, settings={k: getattr(args, k) for k in SAVED_SETTINGS})
+        report=not args.no_report, simulate=simulate,
+        settings={k: getattr(args, k, None) for k in SAVED_SETTINGS})
 
 
 SETTINGS_FILE = "study_settings.json"     # inside the study's Tune folder: what --resume restores
 SAVED_SETTINGS = ("space", "budget", "grid", "search", "datasets", "ucr_root", "num_samples", "seeds", "search_seed",
                   "overrides", "stage2", "cpus_per_trial", "gpus_per_trial", "executor", "early_stopping", "objectives",
-                  "mlflow_uri", "methods")
+                  "mlflow_uri", "methods", "simulate")
+
+
+def _simulate_scale(value) -> float:
+    """--simulate [SCALE]: the share of its estimated time a simulated trial waits (0: a real study)."""
+    if value is None or value is False:
+        return 0.0
+    scale = float(value)
+    if not 0 < scale <= 1:
+        raise UsageError(f"--simulate {value}: give a scale in (0, 1], e.g. 0.01 (a trial waits 1/100 of its "
+                         f"estimated time)")
+    return scale
 
 
 def parse_methods(text: str | None, space: SearchSpace) -> tuple[str, ...] | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from results.contract import (BUDGET_PARAM, GEN_CAS, GEN_FID, GEN_IS, OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM,
-                              SEEDS_PARAM, SELECTION_METRIC, trial_label)
+                              SEEDS_PARAM, SELECTION_METRIC, SIMULATE_PARAM, trial_label)
 from results.errors import UsageError
 from tune.study.auth import TOKEN_FILE
 from tune.study.console import (TrialLines, answer_line, experiment_url, mlflow_ui_command, phase, quiet,
@@ -54,7 +54,8 @@ def run_study(plan: StudyPlan, ray_progress: bool = False) -> int:
         print(f"Report: {out / 'summary.md'}")
     print(f"MLflow UI:  {mlflow_ui_command(plan.tracking_uri)}\n  then "
           f"{experiment_url(plan.tracking_uri, state['tracker'].experiment_id)}")
-    print(answer_line(state["summary"], plan.budget.name), flush=True)
+    print(("SIMULATED, the metrics are synthetic: " if plan.simulate else "") + answer_line(state["summary"], plan.budget.name),
+          flush=True)
     return exit_code(runs.trials["status"] if len(runs.trials) else [],
                      _finite_objectives(runs.trials) if len(runs.trials) else 0)
 
@@ -124,14 +125,15 @@ def _quiet_frameworks() -> None:
 def _open_tracking(plan: StudyPlan, state: dict):
     """The study's MLflow experiment and a parent run per dataset (state["tracker"], state["parents"]: what
     _stopped() closes), and the TrialContext every trial gets; returns (tracker, parents, context)."""
-    from tune.study.trial import TrialContext
+    from tune.study.context import TrialContext
     from tune.study.tracking import StudyTracker
 
     code = code_version_tags()
     tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name),
                            create=not plan.resume, run_tags=code)
     state["tracker"] = tracker
-    parents = {ds: tracker.parent_run(ds, {"study": plan.name, "space": plan.space.name,
+    simulated = {SIMULATE_PARAM: plan.simulate} if plan.simulate else {}
+    parents = {ds: tracker.parent_run(ds, {**simulated, "study": plan.name, "space": plan.space.name,
                                            BUDGET_PARAM: plan.budget.name, "search": plan.search,
                                            SEEDS_PARAM: plan.seeds, "num_samples": plan.num_samples,
                                            PLANNED_CONFIGS_PARAM: plan.configs_per_dataset, "steps": plan.budget.steps,
@@ -144,16 +146,23 @@ def _open_tracking(plan: StudyPlan, state: dict):
                            parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
                            gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"),
                            stage2=plan.stage2 == "all", fcn_cache=str(plan.results_dir / "fcn"),
-                           stage2_params=plan.stage2 != "off", run_tags=code)
+                           stage2_params=plan.stage2 != "off", run_tags=code, simulate=plan.simulate,
+                           shapes=plan.shapes if plan.simulate else {})
     return tracker, parents, context
 
 
 def _trainable(plan: StudyPlan, context):
-    """The trial Tune runs: a Ray Train driver (its Train worker holds the CPUs / GPUs) or a function trainable."""
+    """The trial Tune runs: a simulated one, a Ray Train driver (its Train worker holds the CPUs / GPUs) or a
+    function trainable."""
     from ray import tune
 
     from tune.study.trial import named_trainable, stage1_trainable, train_driver
 
+    if plan.simulate:     # no training: a light process per trial (tune.study.simulate)
+        from tune.study.simulate import simulated_trainable
+
+        return named_trainable(tune.with_resources(tune.with_parameters(simulated_trainable, context=context),
+                                                   {"cpu": plan.cpus_per_trial}), "SimulatedTrial")
     if plan.executor == "train":
         return named_trainable(tune.with_resources(tune.with_parameters(train_driver, context=context),
                                                    {"cpu": 0, "memory": 256 * 1024 ** 2}), "TrainDriverTrial")
@@ -298,6 +307,10 @@ def dataset_yardsticks(plan: StudyPlan, on_data=None) -> dict[str, dict[str, flo
     from datasets.ucr import load_dataset
     from tune.engine.yardsticks import cached_yardsticks
 
+    if plan.simulate:
+        from tune.study.simulate import published_yardsticks
+
+        return published_yardsticks(plan.datasets)
     out = {}
     for ds in plan.datasets:
         data = load_dataset(ds, plan.ucr_root, val_fraction=0.0, nan_policy=plan.train.get("nan_policy", "resample"))
@@ -358,6 +371,10 @@ def stage2_for_best(runs, plan: StudyPlan, context) -> None:
 
 def _stage2_task(params: dict, trial_id: str, context) -> dict:
     """Fetch a finished trial's tokenizer from MLflow and run its stage 2 into the same run."""
+    if context.simulate:
+        from tune.study.simulate import simulated_stage2
+
+        return simulated_stage2(params, context, trial_id=trial_id)
     from tune.study.trial import stage2_of_finished_trial
 
     return stage2_of_finished_trial(params, context, trial_id)

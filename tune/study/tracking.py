@@ -26,7 +26,6 @@ from results.contract import (CONFIG_TAG, DATA_CONTEXT_TAG, DATASET_TAG, ERROR_T
                               EXPERIMENT_KIND_TAG, GIT_BRANCH_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, KEY_TAG, MLFLOW_S,
                               PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SOURCE_NAME_TAG, SOURCE_TYPE_TAG,
                               STUDY_TAG, TEST_SVM, TRIAL_TAG, USER_TAG, config_id, trial_key)
-from tune.engine.checkpoints import fingerprint
 from tune.study.interrupts import guarded, store_identity, store_lost
 from tune.study.retry import StoreUnavailable, retrying_client
 
@@ -72,6 +71,8 @@ def _user() -> str:
 
 def dataset_digest(x_train: np.ndarray, y_train: np.ndarray) -> str:
     """What the tokenizer trained on: a hash of the preprocessed train split (series and labels)."""
+    from tune.engine.checkpoints import fingerprint     # imports torch: not in a simulated trial's process
+
     return fingerprint(x_train, y_train)[:12]
 
 

@@ -16,7 +16,6 @@ import math
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,26 +30,11 @@ from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 from tune.engine.figures import reconstruction_figure
 from tune.engine.tokenizer_training import TOKENIZER_FILE, load_tokenizer, train_stage1
 from tune.study.retry import StoreUnavailable
+from tune.study.context import TrialContext
 from tune.study.tracking import TrialRun
 
 EVAL_KEY = SELECTION_METRIC   # present in a report exactly when the epoch evaluated
 ToTune = Callable[[dict, bool], None]  # (metrics, attach_checkpoint)
-
-
-@dataclass(frozen=True)
-class TrialContext:
-    """What every trial of a study shares but Optuna does not search (passed with tune.with_parameters)."""
-    tracking_uri: str
-    experiment_id: str
-    parent_runs: dict[str, str]      # dataset -> MLflow parent run id
-    ucr_root: str | None = None
-    cpus: float = 1.0                # per Ray Train worker
-    gpus: float = 0.0
-    train_storage: str = ""          # Ray Train's run storage (the Ray Train path)
-    stage2: bool = False             # after the tokenizer: train its prior, log FID / IS / CAS
-    fcn_cache: str = ""              # one evaluation FCN per dataset, shared by every trial
-    stage2_params: bool = False      # the study trains priors (--stage2 all / best / front): log the stage2.* params
-    run_tags: dict = field(default_factory=dict)   # tracking.code_version_tags() of the study driver
 
 
 def run_name(cfg: TrainConfig) -> str:
