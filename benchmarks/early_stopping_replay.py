@@ -7,7 +7,7 @@ Run a study with `--early-stopping off` first. Every trial logged `val/svm_acc` 
 point (step = epochs done) with a timestamp; this feeds those results, in the order they arrived, to
 the study's own scheduler (tune.study.scheduler.SeedMeanHalving with the study's epochs and evaluation
 period). A trial it stops is marked KILLED, as a live run would leave it, and the report's own
-selection (results.report.best_per_method, compared_methods) is run on both versions:
+selection (results.study_report.best_per_method, compared_methods) is run on both versions:
 
   saved     = training seconds of the epochs the stopped trials would not have run, over all training
               (and the same in epochs, which does not depend on what else the machine was running)
@@ -26,16 +26,16 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlflow.tracking import MlflowClient  # noqa: E402
-from ray.tune.schedulers import TrialScheduler  # noqa: E402
+from mlflow.tracking import MlflowClient
+from ray.tune.schedulers import TrialScheduler
 
-from results.cli import run_cli  # noqa: E402
-from results.contract import BASELINE_METHOD, SELECTION_METRIC  # noqa: E402
-from results.report import SCORE, compared_methods, load_study, per_config  # noqa: E402
-from results.stats import average_ranks  # noqa: E402
-from tune.study.scheduler import GRACE_FRACTION, RACE_KEYS, TIME_ATTR, SeedMeanHalving  # noqa: E402
+from results.cli import run_cli
+from results.contract import BASELINE_METHOD, SELECTION_METRIC, TRAIN_S
+from results.runs import load_study, per_config
+from results.stats import average_ranks
+from results.study_report import SCORE, compared_methods
+from tune.study.scheduler import GRACE_FRACTION, RACE_KEYS, TIME_ATTR, SeedMeanHalving
 
 
 @dataclass
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("error: the study already has stopped trials; replay a study run with --early-stopping off")
     stopped = replay(trials, MlflowClient(args.tracking_uri), args.design)
 
-    train_s = trials["time/train_s"].astype(float)
+    train_s = trials[TRAIN_S].astype(float)
     fraction_left = [(1 - stopped[k] / float(e)) if k in stopped else 0.0
                      for k, e in zip(trials["key"], trials["epochs"])]
     saved_s = float((train_s * fraction_left).sum())

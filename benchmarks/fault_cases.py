@@ -74,6 +74,8 @@ class Study:
         """(runs RUNNING, trials lost, trials duplicated) in the study's store."""
         from mlflow.tracking import MlflowClient
 
+        from results.contract import KEY_TAG, ROLE_TAG, ROLE_TRIAL
+
         if self.uri.startswith("sqlite") and not (self.results / "mlflow.db").exists():
             return "-", "-", "-"
         try:
@@ -84,8 +86,8 @@ class Study:
             runs = client.search_runs([exp.experiment_id], max_results=1000)
         except Exception as err:  # noqa: BLE001 - a store that is gone is a row of the table
             return f"? ({type(err).__name__})", "?", "?"
-        trials = [r for r in runs if r.data.tags.get("ssl_vqvae.role") == "trial"]
-        keys = [r.data.tags.get("ssl_vqvae.trial_key") for r in trials]
+        trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
+        keys = [r.data.tags.get(KEY_TAG) for r in trials]
         done = {k for r, k in zip(trials, keys) if r.info.status == "FINISHED"}
         return (sum(r.info.status == "RUNNING" for r in runs), PLANNED - len(done), len(keys) - len(set(keys)))
 

@@ -16,12 +16,10 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_util import mean_util, parse  # noqa: E402
+from gpu_util import mean_util, parse
 
 DEPS = ("numpy", "scipy", "sklearn", "pandas", "einops", "matplotlib", "threadpoolctl", "pytest", "aeon", "ray",
         "optuna", "mlflow")
-STUDY_DEPS = ("ray", "optuna", "mlflow")
 
 
 def env() -> dict:
@@ -43,20 +41,22 @@ def env() -> dict:
 def study(results_dir: Path, name: str, util_csv: Path, wall_s: float) -> dict:
     """Trials per hour (over the study's wall time, and over the span from the first trial's start to the
     last one's end) and the GPU's mean utilisation over both, from the study's MLflow store."""
-    from mlflow.tracking import MlflowClient
+    from results.contract import GEN_FID, ROLE_TAG, ROLE_TRIAL, default_tracking_uri
+    from results.errors import UsageError
+    from results.runs import search_study
 
     util = parse(util_csv.read_text()) if util_csv.exists() else []
     out = {"wall_s": wall_s, "gpu_util_pct_wall": mean_util(util),
            "gpu_mem_peak_mib": max((m for _, _, m in util), default=None)}
-    client = MlflowClient(f"sqlite:///{results_dir / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(name) if (results_dir / "mlflow.db").exists() else None
-    if exp is None:
+    try:
+        runs = search_study(name, default_tracking_uri(results_dir))
+        runs = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_TRIAL]
+    except UsageError:          # no store or no experiment
         return {**out, "trials_finished": 0, "note": "no MLflow experiment: the study did not start its trials"}
-    runs = client.search_runs([exp.experiment_id], "tags.`ssl_vqvae.role` = 'trial'", max_results=10000)
     finished = [r for r in runs if r.info.status == "FINISHED"]
     out |= {"trials": len(runs), "trials_finished": len(finished),
             "trials_failed": sum(r.info.status == "FAILED" for r in runs),
-            "stage2_done": sum("gen/fid" in r.data.metrics for r in runs),
+            "stage2_done": sum(GEN_FID in r.data.metrics for r in runs),
             "trials_per_hour_wall": 3600 * len(finished) / wall_s if wall_s else None}
     if finished:
         start = min(r.info.start_time for r in finished) / 1000

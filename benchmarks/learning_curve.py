@@ -9,10 +9,10 @@
     python benchmarks/learning_curve.py --time-steps 8 --datasets GunPoint,ACSF1 \\
         --methods none,barlowtwins+warp       # seconds per optimizer step only (for sizing a budget)
 
-What it measures: for every (dataset, method, seed) ONE long run of max(--steps) optimizer steps, with
-the study's own pieces (build_model, make_optimizer: AdamW with a cosine schedule over the whole run,
-train_tokenizer_epoch; batch 128, projector 4096, lr 1e-3 as TrainConfig; val_fraction 0, so the whole
-train split trains the tokenizer), evaluated at every epoch end where the step count first reaches a
+What it measures: for every (dataset, method, seed) ONE long run of max(--steps) optimizer steps of the
+study's own train_stage1 (AdamW with a cosine schedule over the whole run; batch 128, projector 4096, lr 1e-3
+as TrainConfig; val_fraction 0, so the whole train split trains the tokenizer), evaluated through its
+`after_steps` hook at every epoch end where the step count first reaches a
 grid point (an epoch of a dataset of n series is ceil(n / 128) steps; a budget of s steps is
 ceil(s / steps per epoch) epochs, as tune.spaces.Budget.epochs counts them).
 
@@ -49,7 +49,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 METHODS = ["none", "barlowtwins+warp", "vibcreg+warp"]
 COLUMNS = ["dataset", "n_train", "length", "steps_per_epoch", "method", "seed", "schedule", "total_steps",
@@ -65,16 +64,17 @@ def run_curve(dataset: str, method: str, seed: int, grid: list[int], total_steps
               ucr_root: str | None, overrides: dict, emit=None) -> list[dict]:
     """Train one stage-1 run of `total_steps` optimizer steps (rounded up to whole epochs) and evaluate it at
     the first epoch end at or past each grid step; `emit(row)`, if given, gets every row as it is made.
-    Mirrors tune.engine.tokenizer_training.train_stage1."""
+    The run is tune.engine.tokenizer_training.train_stage1 itself; its `after_steps` hook evaluates."""
     emit = emit or (lambda row: None)
     import torch
 
     from datasets.ucr import load_dataset
     from evaluation.probes import cv_probe_accuracy, linear_probes
     from evaluation.tokens import codebook_redundancy, evaluate_split
+    from results.contract import TRAIN_LOSS, TRAIN_S
     from tune.config import from_flat_dict
-    from tune.engine.loop import TrainingDiverged, check_finite
-    from tune.engine.tokenizer_training import CV_SEED, build_model, make_optimizer, train_tokenizer_epoch
+    from tune.engine.loop import TrainingDiverged, check_diverged
+    from tune.engine.tokenizer_training import CV_SEED, train_stage1
 
     torch.set_num_threads(1)
     ssl_method, _, aug_set = method.partition("+")
@@ -86,47 +86,44 @@ def run_curve(dataset: str, method: str, seed: int, grid: list[int], total_steps
     x_train, x_test = as_x(data.x_train), as_x(data.x_test)
     spe = max(1, math.ceil(len(x_train) / cfg.batch_size))
     epochs = math.ceil(total_steps / spe)
-    cfg = from_flat_dict({**base, "epochs": epochs})
+    cfg = from_flat_dict({**base, "epochs": epochs, "eval_every": epochs})   # its own evaluation: the last epoch only
     eval_at = {}                                   # epoch -> the grid step it stands for (the smallest)
     for g in sorted(grid, reverse=True):
         if g <= total_steps:
             eval_at[math.ceil(g / spe)] = g
     eval_at.setdefault(epochs, total_steps)
 
-    torch.manual_seed(cfg.seed)                    # the same order of seeding as train_stage1
-    model = build_model(cfg, data.length)
-    opt, sched = make_optimizer(model, cfg, epochs * spe)
-    gen = torch.Generator().manual_seed(cfg.seed)
     head = {"dataset": dataset, "n_train": len(x_train), "length": data.length, "steps_per_epoch": spe,
             "method": method, "seed": seed, "schedule": schedule, "total_steps": epochs * spe}
-    rows, train_s, eval_s = [], 0.0, 0.0
+    rows, eval_s = [], 0.0
     advice = "lower lr"
+
+    def evaluate_at(model, epoch: int, metrics: dict) -> None:
+        nonlocal eval_s
+        if epoch not in eval_at:
+            return
+        t0 = time.perf_counter()
+        train = evaluate_split(model.tokenizer, x_train)
+        test = evaluate_split(model.tokenizer, x_test)
+        check_diverged(epoch, {"train features": train.features, "test features": test.features}, advice)
+        cv = cv_probe_accuracy(train.features, data.y_train, seed=CV_SEED)
+        probes = linear_probes(train.features, data.y_train, test.features, data.y_test)
+        eval_s += time.perf_counter() - t0
+        train_s = metrics[TRAIN_S]
+        rows.append({**head, "grid_step": eval_at[epoch], "steps": epoch * spe, "epochs": epoch,
+                     "cv_svm_acc": cv["svm_acc"], "cv_knn_acc": cv["knn_acc"],
+                     "test_svm_acc": probes["svm_acc"], "test_knn_acc": probes["knn_acc"],
+                     "perplexity": train.perplexity, "usage": train.usage,
+                     "redundancy": codebook_redundancy(model.tokenizer.codebook),
+                     "train_recon": train.recon_loss, "test_recon": test.recon_loss, "train_loss": metrics[TRAIN_LOSS],
+                     "train_s": train_s, "eval_s": eval_s, "s_per_step": train_s / (epoch * spe), "error": ""})
+        print(f"  {dataset} {method} seed {seed} {schedule} {epoch * spe}/{epochs * spe} steps: cv svm "
+              f"{cv['svm_acc']:.3f} test svm {probes['svm_acc']:.3f} perplexity {train.perplexity:.1f} "
+              f"{train_s:.0f}s", file=sys.stderr, flush=True)
+        emit(rows[-1])
+
     try:
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            loss = train_tokenizer_epoch(model, opt, sched, x_train, cfg, gen, spe)[0].item()
-            train_s += time.perf_counter() - t0
-            check_finite(epoch, {"train/loss": loss}, advice)
-            if epoch not in eval_at:
-                continue
-            t0 = time.perf_counter()
-            train = evaluate_split(model.tokenizer, x_train)
-            test = evaluate_split(model.tokenizer, x_test)
-            check_finite(epoch, {"train features": train.features, "test features": test.features}, advice)
-            cv = cv_probe_accuracy(train.features, data.y_train, seed=CV_SEED)
-            probes = linear_probes(train.features, data.y_train, test.features, data.y_test)
-            eval_s += time.perf_counter() - t0
-            rows.append({**head, "grid_step": eval_at[epoch], "steps": epoch * spe, "epochs": epoch,
-                         "cv_svm_acc": cv["svm_acc"], "cv_knn_acc": cv["knn_acc"],
-                         "test_svm_acc": probes["svm_acc"], "test_knn_acc": probes["knn_acc"],
-                         "perplexity": train.perplexity, "usage": train.usage,
-                         "redundancy": codebook_redundancy(model.tokenizer.codebook),
-                         "train_recon": train.recon_loss, "test_recon": test.recon_loss, "train_loss": loss,
-                         "train_s": train_s, "eval_s": eval_s, "s_per_step": train_s / (epoch * spe), "error": ""})
-            print(f"  {dataset} {method} seed {seed} {schedule} {epoch * spe}/{epochs * spe} steps: cv svm "
-                  f"{cv['svm_acc']:.3f} test svm {probes['svm_acc']:.3f} perplexity {train.perplexity:.1f} "
-                  f"{train_s:.0f}s", file=sys.stderr, flush=True)
-            emit(rows[-1])
+        train_stage1(cfg, data, after_steps=evaluate_at)
     except TrainingDiverged as err:
         rows.append({**head, "error": str(err)})
         emit(rows[-1])
@@ -281,7 +278,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.time_steps:
-        from tune.cli import parse_overrides
+        from tune.config import parse_overrides
 
         if not args.datasets:
             p.error("--time-steps needs --datasets")
@@ -302,7 +299,7 @@ def main() -> None:
         return
     if not args.datasets:
         p.error("--datasets is required unless --from-csv is given")
-    from tune.cli import parse_overrides
+    from tune.config import parse_overrides
 
     overrides = parse_overrides(args.overrides)
     grid, own = _ints(args.steps), _ints(args.own_schedule)

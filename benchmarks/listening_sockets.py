@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
-
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 
 def listening() -> list[tuple[str, str, str]]:

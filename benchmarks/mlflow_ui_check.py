@@ -25,11 +25,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-if __name__ == "__main__" and not __package__:   # `python benchmarks/mlflow_ui_check.py`: import from the repo root
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from results.contract import ROLE_TAG, ROLE_TRIAL, default_tracking_uri  # noqa: E402
-from tune.study.console import experiment_url  # noqa: E402
+from results.contract import GIT_COMMIT_TAG, ROLE_TAG, ROLE_TRIAL, TEST_SVM, default_tracking_uri
+from tune.study.console import experiment_url
 
 REPO = Path(__file__).resolve().parents[1]
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -149,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         run_url = f"{base}/#/experiments/{exp.experiment_id}/runs/{trial.info.run_id}?workflowType=machine_learning"
         page = browse(run_url, img / "mlflow_run.png", size="1900,1100")
         checks[f"run page: name {trial.info.run_name}"] = trial.info.run_name in page
-        value = trial.data.metrics["test/svm_acc"]
-        checks[f"run page: test/svm_acc = {value:.4g}"] = "test/svm_acc" in page and f"{value:.3f}" in page
-        checks["run page: git commit"] = trial.data.tags.get("mlflow.source.git.commit", "?")[:7] in page
+        value = trial.data.metrics[TEST_SVM]
+        checks[f"run page: {TEST_SVM} = {value:.4g}"] = TEST_SVM in page and f"{value:.3f}" in page
+        checks["run page: git commit"] = trial.data.tags.get(GIT_COMMIT_TAG, "?")[:7] in page
         ids = json.dumps([r.info.run_id for r in trials])
         compare = browse(f"{base}/#/compare-runs?runs={q(ids)}&experiments={q(json.dumps([exp.experiment_id]))}",
                          img / "mlflow_compare.png", size="1900,1300")

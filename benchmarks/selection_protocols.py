@@ -19,16 +19,15 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import pandas as pd  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
+import pandas as pd
+from scipy.stats import spearmanr
 
-from results.contract import DEFAULT_RESULTS_DIR, default_tracking_uri  # noqa: E402
-from results.report import load_study  # noqa: E402
+from results.contract import DEFAULT_RESULTS_DIR, HOLDOUT_SVM, TEST_SVM, VAL_SVM, default_tracking_uri
+from results.runs import load_study
 
-PROTOCOLS = {"holdout": "holdout/svm_acc", "cv": "val/svm_acc"}
-TEST = "test/svm_acc"
+PROTOCOLS = {"holdout": HOLDOUT_SVM, "cv": VAL_SVM}
+TEST = TEST_SVM
 TIE = 1e-9
 
 
@@ -55,7 +54,7 @@ def main() -> None:
     p.add_argument("--mlflow-uri")
     args = p.parse_args()
     runs = load_study(args.study, args.mlflow_uri or default_tracking_uri(Path(args.results_dir)))
-    if "holdout/svm_acc" not in runs.trials:
+    if HOLDOUT_SVM not in runs.trials:
         sys.exit("error: the study has no holdout/svm_acc; run it with --set val_fraction=0.2")
     table = compare(runs.trials)
     with pd.option_context("display.width", 160, "display.precision", 3):

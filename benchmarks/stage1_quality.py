@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from results.contract import PERPLEXITY, TEST_KNN, TEST_RECON, TEST_SVM, USAGE, VAL_SVM
 
 REFERENCE = ["none", "barlowtwins+warp", "barlowtwins+slice", "barlowtwins+gauss",
              "vibcreg+warp", "vibcreg+slice", "vibcreg+gauss"]
-COLUMNS = ["dataset", "config", "seed", "epochs", "test/svm_acc", "test/knn_acc", "test/recon_loss",
-           "val/svm_acc", "codebook/perplexity", "codebook/usage", "train_s", "batchstat/svm_acc", "batchstat/knn_acc"]
+COLUMNS = ["dataset", "config", "seed", "epochs", TEST_SVM, TEST_KNN, TEST_RECON, VAL_SVM, PERPLEXITY, USAGE, "train_s",
+           "batchstat/svm_acc", "batchstat/knn_acc"]
 REFERENCE_PROBE_BATCH = 128   # the reference study's loader batch, which set its BatchNorm statistics
 
 
@@ -91,7 +90,7 @@ def compare(frame, reference_csv: str | None):
     for (dataset, config, epochs), g in frame.groupby(["dataset", "config", "epochs"], sort=False):
         row = {"dataset": dataset, "config": config, "epochs": epochs, "n": len(g)}
         for probe, ref_metric in (("svm", "svm_accuracy"), ("knn", "knn_accuracy")):
-            x = g[f"test/{probe}_acc"].to_numpy(float)
+            x = g[{"svm": TEST_SVM, "knn": TEST_KNN}[probe]].to_numpy(float)
             row |= {f"{probe}": x.mean(), f"{probe} std": x.std(ddof=1) if len(x) > 1 else np.nan}
             if ref is not None and (dataset, config, ref_metric) in ref.index:
                 r = ref.loc[(dataset, config, ref_metric)]
@@ -137,7 +136,7 @@ def main() -> None:
 
 
 def train_all(args) -> list[dict]:
-    from tune.cli import parse_overrides
+    from tune.config import parse_overrides
 
     overrides = parse_overrides(args.overrides)
     seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
@@ -157,9 +156,9 @@ def train_all(args) -> list[dict]:
             rows.append(row)
             writer.writerow(row)
             fh.flush()
-            print(f"{row['dataset']:24s} {row['config']:20s} seed {row['seed']}  svm {row['test/svm_acc']:.3f}  "
-                  f"knn {row['test/knn_acc']:.3f}  batchstat svm {row['batchstat/svm_acc']:.3f}  "
-                  f"recon {row['test/recon_loss']:.4f}  {row['train_s']:.0f}s", flush=True)
+            print(f"{row['dataset']:24s} {row['config']:20s} seed {row['seed']}  svm {row[TEST_SVM]:.3f}  "
+                  f"knn {row[TEST_KNN]:.3f}  batchstat svm {row['batchstat/svm_acc']:.3f}  "
+                  f"recon {row[TEST_RECON]:.4f}  {row['train_s']:.0f}s", flush=True)
     return rows
 
 

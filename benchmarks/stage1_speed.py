@@ -22,8 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gpu_util import GPUSampler, mean_util, visible_gpu  # noqa: E402  (benchmarks/, the script's folder)
+from gpu_util import GPUSampler, mean_util, visible_gpu  # benchmarks/, the script's folder
 
 CONFIGS = [("none", "none"), ("barlowtwins", "warp"), ("barlowtwins", "slice"), ("vibcreg", "warp"), ("vibcreg", "slice")]
 

@@ -64,16 +64,15 @@ def main() -> None:
     if proc.returncode:
         sys.exit(f"study failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
 
-    from mlflow.tracking import MlflowClient
+    from results.contract import MLFLOW_S, TRAIN_S, TRIAL_S, default_tracking_uri
+    from results.runs import load_study
 
-    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(args.name)
-    trials = client.search_runs([exp.experiment_id], "tags.`ssl_vqvae.role` = 'trial'", max_results=10_000)
-    metric = lambda key: sum(r.data.metrics.get(key, 0.0) for r in trials)
+    trials = load_study(args.name, default_tracking_uri(results)).trials
+    metric = lambda key: float(trials[key].fillna(0.0).sum()) if key in trials else 0.0
     slots = max(1, int((os.cpu_count() or 1) // args.cpus_per_trial))
-    work = metric("time/trial_s") - metric("time/mlflow_s")
+    work = metric(TRIAL_S) - metric(MLFLOW_S)
     row = {"budget": args.budget, "datasets": args.datasets, "trials": len(trials), "wall_s": wall, "slots": slots,
-           "trial_work_s": work, "train_s": metric("time/train_s"), "mlflow_s": metric("time/mlflow_s"),
+           "trial_work_s": work, "train_s": metric(TRAIN_S), "mlflow_s": metric(MLFLOW_S),
            "overhead_share": 1 - work / (wall * slots),
            "cpu_busy": sum(samples) / max(len(samples), 1), "results_dir": str(results)}
     print(f"{'trials':>6s} {'wall s':>8s} {'work s':>8s} {'train s':>8s} {'mlflow s':>8s} {'overhead':>9s} {'cpu busy':>9s}")

@@ -2,7 +2,7 @@
 
 x     -> STFT -> encoder -> z     -> quantizer -> z_q -> decoder -> x_hat      (tokenizer loss)
 x_aug -> STFT -> encoder -> z_aug (not quantized)     -> decoder -> x_aug_hat  (aug_recon_weight *)
-SSL loss between pool(z_q) and pool(z_aug) (Barlow Twins or VIbCReg through B's SSLHead); with
+SSL loss between pool(z_q) and pool(z_aug) (Barlow Twins or VIbCReg through models.ssl.SSLHead); with
 ssl_latent="z" the clean view enters before quantization, pool(z), as the reference's later code does.
 
 The two views go through the shared encoder in separate passes, as in the reference: the encoder
@@ -24,6 +24,8 @@ from models.ssl import SSL_METHODS, SSLHead, pool
 from models.tokenizer import Tokenizer, TokenizerConfig, TokenizerOutput, time_to_timefreq, timefreq_to_time
 
 SSL_LATENTS = ("z_q", "z")   # which clean-view latent the SSL loss sees: quantized (straight-through) or not
+REFERENCE_WEIGHT = 0.1       # the reference study's aug_recon_weight: the default, TPE's first point, the fixed
+                             # weight of the aug_set and ssl spaces
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class SSLVQVAE(nn.Module):
     """forward(x, x_aug) -> StepOutput; ssl_method "none" is the TimeVQVAE baseline and ignores x_aug."""
 
     def __init__(self, length: int, tokenizer_cfg: TokenizerConfig = TokenizerConfig(), ssl_method: str = "none",
-                 aug_recon_weight: float = 0.1, proj_dim: int = 4096, ssl_latent: str = "z_q"):
+                 aug_recon_weight: float = REFERENCE_WEIGHT, proj_dim: int = 4096, ssl_latent: str = "z_q"):
         super().__init__()
         if ssl_method not in SSL_METHODS:
             raise ValueError(f"unknown ssl_method {ssl_method!r}; choose one of {', '.join(SSL_METHODS)}")

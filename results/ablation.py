@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from results.contract import BASELINE_METHOD
+from results.contract import BASELINE_METHOD, TEST_KNN, TEST_RECON, TEST_SVM
 from results.stats import holm
 
-ABLATION_METRICS = {"test/svm_acc": "test SVM accuracy", "test/knn_acc": "test KNN accuracy",
-                    "test/recon_loss": "test reconstruction loss"}
+ABLATION_METRICS = {TEST_SVM: "test SVM accuracy", TEST_KNN: "test KNN accuracy",
+                    TEST_RECON: "test reconstruction loss"}
 ALPHA = 0.05
 THESIS = ("the reference study (thesis section 5.3.1) found that the weight has little effect on probe accuracy, "
           "a small effect on reconstruction (except on FordA), and that the choice of augmentations matters much more")
@@ -132,17 +132,17 @@ def thesis_verdict(weights: pd.DataFrame, augs: pd.DataFrame) -> str:
     where the study is too small for the weight test to reach significance at all."""
     if weights.empty or augs.empty:
         return f"Too few finished trials to compare with {THESIS}."
-    probe = weights[weights["metric"].isin(["test/svm_acc", "test/knn_acc"])]
+    probe = weights[weights["metric"].isin([TEST_SVM, TEST_KNN])]
     probe_moved = bool((probe["p_holm"] < ALPHA).any())
     set_vs_weight = []
-    for r in augs[augs["metric"].isin(["test/svm_acc", "test/knn_acc"])].itertuples():
+    for r in augs[augs["metric"].isin([TEST_SVM, TEST_KNN])].itertuples():
         spread = weights.loc[(weights["ssl_method"] == r.ssl_method) & (weights["metric"] == r.metric),
                              "weight_gap"].mean()
         set_vs_weight.append(r.aug_gap > spread)
     aug_more = sum(set_vs_weight) > len(set_vs_weight) / 2
     n, floor, tests = _friedman_floor(weights)
     weak = floor * tests > ALPHA
-    recon = weights[weights["metric"] == "test/recon_loss"]
+    recon = weights[weights["metric"] == TEST_RECON]
     if weak:
         verdict = "cannot confirm or refute it on probe accuracy at this size"
     else:

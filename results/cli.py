@@ -1,24 +1,14 @@
-"""What every entry point shares (the study, the single runs, the report): an expected failure is one
-`error:` line and exit code 2; anything else is a bug and keeps its traceback.
-
-It lives in `results`, the lower of the two packages: `tune` imports it, `results` never imports `tune`.
-"""
+"""The runner every entry point shares (the study, the single runs, the report): an expected failure
+(results.errors) is one `error:` line and exit code 2; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import os
 import sys
 from typing import Callable
 
-from datasets.ucr import DataError
+from results.errors import EXPECTED
 
 DEBUG_ENV = "SSL_VQVAE_DEBUG"     # set to 1 to see the traceback of an expected failure too
-
-
-class UsageError(ValueError):
-    """Bad input (flags, config values, files): the message says what is wrong and how to fix it."""
-
-
-EXPECTED = (UsageError, DataError)
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:

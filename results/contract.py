@@ -20,6 +20,8 @@ ROLE_PARENT, ROLE_TRIAL = "parent", "trial"
 PARENT_TAG = "mlflow.parentRunId"
 CONFIGS_TAG = "ssl_vqvae.configs_run"  # on a parent: distinct configurations its finished search ran
 INTERRUPTED_TAG = "ssl_vqvae.interrupted"   # on a parent of a stopped study: "interrupted: N of M trials finished; ..."
+ERROR_TAG = "error"                   # on a failed or stopped run: why (a traceback's tail, or the stop's reason)
+DATASET_TAG, STUDY_TAG = "dataset", "study"   # on a parent run: its dataset and study
 PARETO_TAG = "pareto"                 # on a child of a multi-objective study: "true" | "false" (its config on the front)
 # MLflow's own run tags (mlflow.utils.mlflow_tags), which MlflowClient.create_run does not add by itself
 USER_TAG, SOURCE_NAME_TAG, SOURCE_TYPE_TAG = "mlflow.user", "mlflow.source.name", "mlflow.source.type"
@@ -35,16 +37,38 @@ BUDGET_PARAM = "budget"               # on a parent: the study's budget name (sm
 SIMULATE_PARAM = "simulate"           # on a parent of a --simulate study: its scale (tune.study.simulate); metrics synthetic
 PLUMBING_BUDGETS = ("smoke",)         # budgets too small for any finding: they check that the study runs end to end
 
-# metric keys
-SELECTION_METRIC = "val/svm_acc"     # what the search maximises and "best" means (train split only)
-TIE_BREAKERS = (("val/knn_acc", False), ("val/recon_loss", True))   # (metric, lower is better), in order
+# metric keys (DESIGN.md section 6); no other module spells one (tests/test_contract.py greps for them)
+# stage 1, per evaluation: val/* are cross-validated estimates on the train split, holdout/* score a held-out split
+VAL_SVM, VAL_KNN, VAL_RECON = "val/svm_acc", "val/knn_acc", "val/recon_loss"
+HOLDOUT_SVM, HOLDOUT_KNN = "holdout/svm_acc", "holdout/knn_acc"
+PERPLEXITY, USAGE, REDUNDANCY = "codebook/perplexity", "codebook/usage", "codebook/redundancy"
+TRAIN_LOSS = "train/loss"
+# stage 1, final (test split, reported only) and stage 2 (generation)
+TEST_SVM, TEST_KNN, TEST_RECON = "test/svm_acc", "test/knn_acc", "test/recon_loss"
+TEST_METRICS = (TEST_SVM, TEST_KNN, TEST_RECON)
+GEN_FID, GEN_FID_LOW, GEN_FID_HIGH = "gen/fid", "gen/fid_low", "gen/fid_high"
+GEN_IS, GEN_IS_STD, GEN_CAS = "gen/is", "gen/is_std", "gen/cas"
+GEN_N_REAL, GEN_N_GEN = "gen/n_real", "gen/n_gen"
+FCN_TEST_ACC = "fcn/test_acc"        # the dataset's FCN (FID / IS features) on the real test split
+GEN_METRICS = (GEN_FID, GEN_IS, GEN_CAS)
+PRIOR_TRAIN_LOSS, PRIOR_VAL_LOSS, PRIOR_EPOCH_S = "prior/train_loss", "prior/val_loss", "prior/epoch_s"
+# cost, in seconds
+EPOCH_S, TRAIN_S, TRIAL_S, MLFLOW_S = "time/epoch_s", "time/train_s", "time/trial_s", "time/mlflow_s"
+PRIOR_TRAIN_S, FCN_S, PRIOR_S = "time/prior_train_s", "time/fcn_s", "time/prior_s"
+GENERATE_S, GEN_EVAL_S, STAGE2_S = "time/generate_s", "time/gen_eval_s", "time/stage2_s"
+# parent runs: the yardsticks (evaluation.yardsticks' names under RAW_PREFIX) and the summary's means
+RAW_PREFIX = "raw/"
+RAW_SVM, RAW_KNN, RAW_1NN, RAW_MINIROCKET = "raw/svm_acc", "raw/knn_acc", "raw/1nn_acc", "raw/minirocket_acc"
+YARDSTICK_KEYS = (RAW_SVM, RAW_KNN, RAW_1NN, RAW_MINIROCKET)
+BASELINE_PREFIX = "baseline"         # the baseline's best configuration, beside BEST_SSL_PREFIX's
+
+SELECTION_METRIC = VAL_SVM           # what the search maximises and "best" means (train split only)
+TIE_BREAKERS = ((VAL_KNN, False), (VAL_RECON, True))   # (metric, lower is better), in order
 FAILED_KEY = "trial_failed"          # in the last result of a trial that failed for a reason a retry cannot change
-TEST_METRICS = ("test/svm_acc", "test/knn_acc", "test/recon_loss")
-GEN_METRICS = ("gen/fid", "gen/is", "gen/cas")
 
 # --objectives: name -> (metric, sense); train-split estimates only. A study records its names, comma-joined,
 # as the parent runs' param OBJECTIVES_PARAM; the first is the one Tune, schedulers and "best" use.
-OBJECTIVES = {"probe": (SELECTION_METRIC, "max"), "recon": ("val/recon_loss", "min")}
+OBJECTIVES = {"probe": (SELECTION_METRIC, "max"), "recon": (VAL_RECON, "min")}
 OBJECTIVES_PARAM = "objectives"
 PLANNED_CONFIGS_PARAM = "configs"    # on a parent: the configurations its dataset's search plans (every cell's quota)
 SEEDS_PARAM = "seeds"                # on a parent: seeds per configuration; selection uses only configurations with all
@@ -53,6 +77,16 @@ PLANNED_SEEDS = "planned_seeds"      # the runs reader's column on each trial: i
 # the parameters that name a configuration in tables and run names
 IDENTITY_PARAMS = ("ssl_method", "aug_set", "aug_recon_weight")
 BASELINE_METHOD = "none"             # ssl_method of the TimeVQVAE baseline
+
+
+def column(metric: str) -> str:
+    """A metric key as a table column or a summary key: val/svm_acc -> val_svm_acc."""
+    return metric.replace("/", "_")
+
+
+def summary_key(prefix: str, metric: str) -> str:
+    """A parent run's mean of a selected configuration: (BEST_SSL_PREFIX, TEST_SVM) -> best_ssl/test_svm_acc."""
+    return f"{prefix}/{column(metric)}"
 
 
 def format_weight(weight: Any) -> str:

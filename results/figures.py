@@ -10,17 +10,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from results.contract import RAW_1NN, RAW_KNN, RAW_MINIROCKET, RAW_SVM, VAL_RECON, VAL_SVM
 from results.stats import average_ranks  # noqa: E402
 
 PANELS = [("val_svm_acc", "validation SVM acc.\n(CV on train: the objective)"), ("test_svm_acc", "test SVM accuracy"),
           ("test_knn_acc", "test KNN accuracy"), ("test_recon_loss", "test reconstruction loss")]
 
 
-YARDSTICK_LINES = {"test_svm_acc": [("raw/svm_acc", "raw series (same probe)"), ("raw/1nn_acc", "1-NN ED (raw)"),
-                                     ("raw/minirocket_acc", "MiniRocket (supervised)")],
-                   "test_knn_acc": [("raw/knn_acc", "raw series (same probe)"), ("raw/1nn_acc", "1-NN ED (raw)"),
-                                     ("raw/minirocket_acc", "MiniRocket (supervised)")]}
-YARDSTICK_STYLE = {"raw/svm_acc": ":", "raw/knn_acc": ":", "raw/1nn_acc": "-.", "raw/minirocket_acc": "--"}
+YARDSTICK_LINES = {"test_svm_acc": [(RAW_SVM, "raw series (same probe)"), (RAW_1NN, "1-NN ED (raw)"),
+                                     (RAW_MINIROCKET, "MiniRocket (supervised)")],
+                   "test_knn_acc": [(RAW_KNN, "raw series (same probe)"), (RAW_1NN, "1-NN ED (raw)"),
+                                     (RAW_MINIROCKET, "MiniRocket (supervised)")]}
+YARDSTICK_STYLE = {RAW_SVM: ":", RAW_KNN: ":", RAW_1NN: "-.", RAW_MINIROCKET: "--"}
 DODGE = 0.15        # of the smallest gap between weights: methods sit side by side, not on one another
 
 
@@ -133,8 +134,8 @@ def save_figure(fig, stem: Path) -> list[Path]:
     return files
 
 
-OBJECTIVE_LABELS = {"val/svm_acc": "validation SVM accuracy (CV, train split)",
-                    "val/recon_loss": "validation reconstruction loss (train split)"}
+OBJECTIVE_LABELS = {VAL_SVM: "validation SVM accuracy (CV, train split)",
+                    VAL_RECON: "validation reconstruction loss (train split)"}
 
 
 def pareto_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], objectives: list[tuple[str, str]],
@@ -165,8 +166,8 @@ def pareto_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], ob
                    alpha=1.0 if r["pareto"] else 0.55)
         ax.annotate("baseline" if is_base else f"{weight:.2f}", (r[f"{x}_mean"], r[f"{y}_mean"]),
                     textcoords="offset points", xytext=(6, 4), fontsize=7)
-    if "raw/svm_acc" in (yardsticks or {}) and y_metric == "val/svm_acc":
-        ax.axhline(yardsticks["raw/svm_acc"], color="tab:brown", lw=1, ls=":",
+    if RAW_SVM in (yardsticks or {}) and y_metric == VAL_SVM:
+        ax.axhline(yardsticks[RAW_SVM], color="tab:brown", lw=1, ls=":",
                    label="raw series, same probe (test accuracy)")
     handles = [plt.Line2D([], [], color=c, marker="*" if m == baseline else "o", ls="none",
                           label=f"{m} (baseline)" if m == baseline else m)
@@ -178,7 +179,7 @@ def pareto_figure(table: pd.DataFrame, dataset: str, colours: dict[str, str], ob
     ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=7, loc="best",
               title="size / label: aug_recon_weight", title_fontsize=7)
     for axis, values in ((ax.set_xlim, d[f"{x}_mean"]), (ax.set_ylim, [*d[f"{y}_mean"], *(
-            [yardsticks["raw/svm_acc"]] if "raw/svm_acc" in (yardsticks or {}) and y_metric == "val/svm_acc" else [])])):
+            [yardsticks[RAW_SVM]] if RAW_SVM in (yardsticks or {}) and y_metric == VAL_SVM else [])])):
         lo, hi = min(values), max(values)           # the means decide the view; wide intervals (2 seeds) are cut
         pad = 0.12 * (hi - lo) or 0.05 * abs(hi) or 0.05
         axis(lo - pad, hi + pad)

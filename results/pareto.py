@@ -7,25 +7,33 @@ as Optuna was told. The baseline is a configuration like any other: it may be on
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 
-from results.contract import BASELINE_METHOD, OBJECTIVES, SELECTION_METRIC
+from results.contract import BASELINE_METHOD, OBJECTIVES, OBJECTIVES_PARAM, SELECTION_METRIC
+from results.stats import TIE
+
+if TYPE_CHECKING:
+    from results.runs import StudyRuns
 
 SENSES = ("max", "min")
-DIGITS = 12     # means are compared rounded to 12 decimals: means of equal values that differ by rounding tie
 WEIGHT_BINS = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, np.inf]     # aug_recon_weight ranges of the counts
 
 
-def objective_specs(names: str | Sequence[str] | None) -> list[tuple[str, str]]:
-    """'probe,recon' (a study's recorded param) -> [(metric, sense), ...]; empty or None: the single objective."""
+def objective_names(names: str | Sequence[str] | None) -> list[str]:
+    """'probe,recon' (--objectives, a study's recorded param) -> ['probe', 'recon']: blanks and repeats
+    dropped; None or NaN (a parent without the param) -> []."""
     if names is None or (isinstance(names, float) and np.isnan(names)):
-        names = ""
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    return [OBJECTIVES[n] for n in names] or [(SELECTION_METRIC, "max")]
+        return []
+    parts = names.split(",") if isinstance(names, str) else names
+    return list(dict.fromkeys(str(n).strip() for n in parts if str(n).strip()))
+
+
+def objective_specs(names: str | Sequence[str] | None) -> list[tuple[str, str]]:
+    """objective_names -> [(metric, sense), ...] of contract.OBJECTIVES; none: the single objective."""
+    return [OBJECTIVES[n] for n in objective_names(names)] or [(SELECTION_METRIC, "max")]
 
 
 def pareto_mask(points, senses: Sequence[str]) -> np.ndarray:
@@ -38,11 +46,12 @@ def pareto_mask(points, senses: Sequence[str]) -> np.ndarray:
     p = np.asarray(points, dtype=float)
     if p.ndim != 2 or p.shape[1] != len(senses) or any(s not in SENSES for s in senses):
         raise ValueError(f"points must be (n, {len(senses)}) and senses each 'max' or 'min', got {p.shape}, {senses}")
-    q = np.round(p * np.array([1.0 if s == "max" else -1.0 for s in senses]), DIGITS)   # all maximised
+    q = p * np.array([1.0 if s == "max" else -1.0 for s in senses])      # all maximised
     valid = np.isfinite(q).all(axis=1)
     v = q[valid]
-    at_least = (v[:, None, :] >= v[None, :, :]).all(axis=2)      # [j, i]: j at least as good as i everywhere
-    better = (v[:, None, :] > v[None, :, :]).any(axis=2)         # [j, i]: j better than i somewhere
+    gap = v[:, None, :] - v[None, :, :]                          # [j, i]: j minus i; within TIE is a tie
+    at_least = (gap >= -TIE).all(axis=2)                          # j at least as good as i everywhere
+    better = (gap > TIE).any(axis=2)                             # j better than i somewhere
     mask = np.zeros(len(p), dtype=bool)
     mask[valid] = ~(at_least & better).any(axis=0)
     return mask
@@ -66,6 +75,19 @@ def front(trials: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.Dat
     for _, idx in means.groupby("dataset").groups.items():
         means.loc[idx, "pareto"] = pareto_mask(means.loc[idx, [m for m, _ in objectives]].to_numpy(), senses)
     return means
+
+
+def study_objectives(runs: StudyRuns) -> list[tuple[str, str]]:
+    """(metric, sense) per objective the study searched (its parents' `objectives` param); one: single-objective."""
+    recorded = [o for o in runs.parents.get(OBJECTIVES_PARAM, pd.Series(dtype=object)).dropna() if o]
+    return objective_specs(max(recorded, key=len) if recorded else None)
+
+
+def pareto_table(runs: StudyRuns, table: pd.DataFrame, objectives: list[tuple[str, str]]) -> pd.DataFrame:
+    """results.runs.per_config's rows of every configuration with a finished seed, plus `pareto`: on its
+    dataset's front (the means over finished seeds, the same points Optuna was told)."""
+    flags = front(runs.trials, objectives)[["dataset", "config_id", "pareto"]]
+    return table.merge(flags, on=["dataset", "config_id"], how="inner")
 
 
 def front_counts(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

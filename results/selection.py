@@ -13,8 +13,7 @@ from typing import Sequence
 import pandas as pd
 
 from results.contract import PLANNED_SEEDS, SELECTION_METRIC, TIE_BREAKERS
-
-TIE = 1e-9   # means closer than this are equal (means of identical accuracies differ by rounding only)
+from results.stats import TIE
 
 
 def config_means(trials: pd.DataFrame, by: Sequence[str] = ("dataset",)) -> pd.DataFrame:

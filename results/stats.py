@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-TIE = 1e-12     # score differences below this count as ties (means of identical accuracies)
+TIE = 1e-9      # scores closer than this are equal (means of identical accuracies differ by rounding only):
+                # the one tolerance of selection, Pareto fronts and win / tie / loss counts
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:

@@ -6,7 +6,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote
 
-from results.cli import UsageError
+from results.errors import UsageError
 
 TRACKING_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks"}
 

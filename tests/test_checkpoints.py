@@ -4,7 +4,7 @@ import torch
 
 from models.fcn import FCN
 from tune.engine.checkpoints import FORMAT, CheckpointError, atomic_save, atomic_write, load_model, save_model
-from tune.engine.loop import TrainingDiverged, check_finite, train_epoch
+from tune.engine.loop import TrainingDiverged, check_diverged, train_epoch
 
 
 def one_line(exc_info) -> str:
@@ -72,9 +72,9 @@ def test_train_epoch_visits_every_example_once_in_near_equal_batches():
 
 
 def test_check_finite_names_the_first_bad_value():
-    check_finite(1, {"loss": 0.5, "features": torch.ones(3).numpy()}, "lower lr")
+    check_diverged(1, {"loss": 0.5, "features": torch.ones(3).numpy()}, "lower lr")
     with pytest.raises(TrainingDiverged, match=r"^diverged at epoch 3: train/loss is inf; lower lr$") as err:
-        check_finite(3, {"ok": 1.0, "train/loss": float("inf")}, "lower lr")
+        check_diverged(3, {"ok": 1.0, "train/loss": float("inf")}, "lower lr")
     one_line(err)
     with pytest.raises(TrainingDiverged, match="val features is not finite"):
-        check_finite(2, {"val features": torch.tensor([[0.0, float("nan")]]).numpy()}, "lower lr")
+        check_diverged(2, {"val features": torch.tensor([[0.0, float("nan")]]).numpy()}, "lower lr")

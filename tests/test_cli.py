@@ -1,7 +1,8 @@
 """Bad input to the single-run CLI: one line on stderr, exit code 2, nothing written."""
 import pytest
 
-from results.cli import UsageError, run_cli
+from results.cli import run_cli
+from results.errors import UsageError
 from tune.train_one import main
 
 

@@ -14,7 +14,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 from mlflow.tracking import MlflowClient
 
-from results.cli import UsageError, run_cli
+from results.cli import run_cli
+from results.errors import UsageError
 from results.report import main as report_main
 from tune.study import interrupts
 from tune.study.interrupts import STOP, StudyStopped, guarded, store_identity, store_lost

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from models.fcn import FCN, accuracy, check_labels, predict
-from tune.engine.fcn import FCNTrainInfo, cached_fcn, load_fcn, save_fcn, train_fcn
+from tune.engine.checkpoints import load_model
+from tune.engine.fcn import FCNTrainInfo, cached_fcn, save_fcn, train_fcn
 
 
 
@@ -77,7 +78,7 @@ def test_predict_is_eval_mode_and_restores_mode():
 def test_save_load_round_trip(tmp_path, trained):
     model = trained[0]
     save_fcn(tmp_path / "fcn.pt", model)
-    loaded = load_fcn(tmp_path / "fcn.pt")
+    loaded = load_model(tmp_path / "fcn.pt", FCN, "FCN", keys=("meta",))[0]
     x = torch.randn(4, 1, 32)
     assert not loaded.training and loaded.kwargs == model.kwargs
     assert torch.allclose(loaded(x), model.eval()(x))

@@ -1,4 +1,4 @@
-"""The report on a small real MLflow store written through tune.tracking, in the study's exact layout.
+"""The report on a small real MLflow store written through tune.study.tracking, in the study's exact layout.
 
 Study "main": 3 datasets x (baseline + 4 configurations) x 2 seeds = 30 trials expected, of which
 ArrowHead-0003-s1 FAILED, GunPoint-0001-s1 was never started and ItalyPowerDemand-0003-s0 is RUNNING: those
@@ -17,9 +17,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from results.report import main, write_report
 from results.cli import run_cli
 from results.contract import default_tracking_uri
+from results.report import main
+from results.study_report import write_report
 from tune.study.tracking import StudyTracker, TrialRun, artifact_root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -241,7 +242,7 @@ def test_yardsticks_beside_every_method(store):
 
 def test_weight_figure_keeps_its_panel_labels_beside_the_yardstick_lines(store):
     from results.figures import weight_figure
-    from results.report import load_study, per_config
+    from results.runs import load_study, per_config
 
     runs = load_study("main", store["uri"])
     table = per_config(runs)

@@ -28,7 +28,7 @@ def test_the_whole_archive_plans_without_its_data(tmp_path, monkeypatch):
 
 
 def test_bad_scale_is_refused(tmp_path):
-    from results.cli import UsageError
+    from results.errors import UsageError
 
     with pytest.raises(UsageError, match="--simulate 2"):
         make_plan(parse_args(["--space", "aug_weight", "--simulate", "2", "--results-dir", str(tmp_path)]))

@@ -8,14 +8,15 @@ import torch
 
 from datasets.ucr import load_dataset
 from models.fcn import FCN
+from models.prior import MaskGIT
 from results.cli import run_cli
 from tune.config import TrainConfig, stage2_config
-from tune.engine.checkpoints import CheckpointError
+from tune.engine.checkpoints import CheckpointError, load_model
 from tune.engine.fcn import fcn_cache_key, save_fcn
-from tune.engine.tokenizer_training import TOKENIZER_FILE, train_stage1
 from tune.engine.generation import evaluate_stage2, load_tokenizer_for
 from tune.engine.loop import TrainingDiverged
-from tune.engine.prior_training import PRIOR_FILE, decode, load_prior, masked_loss, tokenize, train_prior
+from tune.engine.prior_training import PRIOR_FILE, decode, masked_loss, tokenize, train_prior
+from tune.engine.tokenizer_training import TOKENIZER_FILE, train_stage1
 from tune.generate_one import main
 
 # a tiny prior and short FCN / CAS runs: checks the plumbing in seconds, not the science
@@ -117,7 +118,7 @@ def test_prior_resume_equals_an_uninterrupted_run(trained, tmp_path):
     train_prior(tokens, y, data.n_classes, k, cfg, val=val, on_epoch=lambda m, e: finished.append(e),
                 checkpoint_dir=tmp_path)
     assert finished == [4]                         # a finished run re-reports, it does not retrain
-    reloaded = load_prior(tmp_path / PRIOR_FILE)
+    reloaded = load_model(tmp_path / PRIOR_FILE, MaskGIT, "prior")[0]
     torch.testing.assert_close(reloaded.state_dict()["head.weight"], resumed.state_dict()["head.weight"])
     with pytest.raises(CheckpointError, match="other data or settings"):
         train_prior(tokens, y, data.n_classes, k, stage2_config({**TINY, "epochs": 4, "eval_every": 2, "lr": 0.01}),

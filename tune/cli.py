@@ -1,11 +1,11 @@
-"""What the tune entry points share beyond results.cli: --set overrides and their output files."""
+"""What the single-run entry points share beyond results.cli: their output files (--json, --figure)."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
 
-from results.cli import UsageError
+from results.errors import UsageError
 
 
 def check_output_file(path: str | None, flag: str) -> None:
@@ -30,32 +30,3 @@ def write_json(path: str | None, obj: dict) -> None:
     if path:
         with open(path, "w") as fh:
             json.dump(obj, fh, indent=2)
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    """["tokenizer.codebook_size=64", ...] -> {"tokenizer.codebook_size": "64"}."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set expects KEY=VALUE, got {pair!r} (for example --set tokenizer.codebook_size=64)")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def check_trainable(data, cfg) -> None:
-    """A dataset a trial can train and select on, else one line: series long enough for the tokenizer's STFT,
-    and some class with two training series (the cross-validated probe, the search's objective, holds out
-    only series whose class keeps another one in training: with none, every objective is NaN)."""
-    import numpy as np
-
-    from models.tokenizer import min_length
-
-    if data.length < min_length(cfg.tokenizer):
-        raise UsageError(f"{data.name} has series of length {data.length}, shorter than the tokenizer's minimum "
-                         f"{min_length(cfg.tokenizer)} (tokenizer.n_fft {cfg.tokenizer.n_fft}); drop the dataset "
-                         f"or lower tokenizer.n_fft")
-    counts = np.unique(np.asarray(data.y_train), return_counts=True)[1]
-    if not len(counts) or counts.max() < 2:
-        raise UsageError(f"{data.name}: every class has a single training series, so the cross-validated probe "
-                         f"(the search's objective) is undefined; drop it from --datasets")

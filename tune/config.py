@@ -9,18 +9,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from datasets.augment import parse_aug_set
 from models.ssl import SSL_METHODS
-from models.ssl_vqvae import SSL_LATENTS
-from models.tokenizer import TokenizerConfig
-from results.cli import UsageError
-
+from models.ssl_vqvae import REFERENCE_WEIGHT, SSL_LATENTS
+from models.tokenizer import TokenizerConfig, min_length
+from results.errors import ConfigError, UsageError
 
 PRECISIONS = ("auto", "fp32", "bf16")
-
-
-class ConfigError(UsageError):
-    """A config key or value that cannot run; the message names the key and what it accepts."""
 
 
 def check_device_name(name: str) -> None:
@@ -86,7 +83,7 @@ class TrainConfig:
     dataset: str = "GunPoint"
     ssl_method: str = "none"         # none | barlowtwins | vibcreg
     aug_set: str = "warp"            # warp | slice | gauss | "+"-joined combos; unused by none
-    aug_recon_weight: float = 0.1    # weight of the augmented branch's reconstruction loss
+    aug_recon_weight: float = REFERENCE_WEIGHT  # weight of the augmented branch's reconstruction loss
     seed: int = 0
     epochs: int = 100
     eval_every: int = 10             # epochs between validation evaluations (the last epoch always evaluates)
@@ -175,3 +172,28 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
 def stage2_config(values: dict[str, Any] | None = None, base: Stage2Config | None = None) -> Stage2Config:
     """Flat keys ("epochs": 200, "guidance_scale": "2") over `base`; unknown keys are an error."""
     return from_flat_dict(values or {}, base=base or Stage2Config())
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """["tokenizer.codebook_size=64", ...] -> {"tokenizer.codebook_size": "64"}."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects KEY=VALUE, got {pair!r} (for example --set tokenizer.codebook_size=64)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def check_trainable(data, cfg) -> None:
+    """A dataset a trial can train and select on, else one line: series long enough for the tokenizer's STFT,
+    and some class with two training series (the cross-validated probe, the search's objective, holds out
+    only series whose class keeps another one in training: with none, every objective is NaN)."""
+    if data.length < min_length(cfg.tokenizer):
+        raise UsageError(f"{data.name} has series of length {data.length}, shorter than the tokenizer's minimum "
+                         f"{min_length(cfg.tokenizer)} (tokenizer.n_fft {cfg.tokenizer.n_fft}); drop the dataset "
+                         f"or lower tokenizer.n_fft")
+    counts = np.unique(np.asarray(data.y_train), return_counts=True)[1]
+    if not len(counts) or counts.max() < 2:
+        raise UsageError(f"{data.name}: every class has a single training series, so the cross-validated probe "
+                         f"(the search's objective) is undefined; drop it from --datasets")

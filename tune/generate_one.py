@@ -8,9 +8,9 @@ import argparse
 import json
 
 from results.cli import run_cli
-from results.contract import DEFAULT_RESULTS_DIR
-from tune.cli import check_output_file, parse_overrides, write_json
-from tune.config import stage2_config, to_flat_dict
+from results.contract import DEFAULT_RESULTS_DIR, PRIOR_TRAIN_LOSS, PRIOR_VAL_LOSS
+from tune.cli import check_output_file, write_json
+from tune.config import parse_overrides, stage2_config, to_flat_dict
 
 DEFAULT_FCN_CACHE = DEFAULT_RESULTS_DIR / "fcn"
 
@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(to_flat_dict(cfg)))
 
     def show(metrics: dict, epoch: int) -> None:
-        if "prior/val_loss" in metrics:
-            print(f"prior epoch {epoch:4d}/{cfg.epochs}  train_loss={metrics['prior/train_loss']:.4f}  "
-                  f"val_loss={metrics['prior/val_loss']:.4f}", flush=True)
+        if PRIOR_VAL_LOSS in metrics:
+            print(f"prior epoch {epoch:4d}/{cfg.epochs}  train_loss={metrics[PRIOR_TRAIN_LOSS]:.4f}  "
+                  f"val_loss={metrics[PRIOR_VAL_LOSS]:.4f}", flush=True)
 
     metrics, figure = evaluate_stage2(tokenizer, data, cfg, cache_dir=args.fcn_cache, on_epoch=show,
                                       checkpoint_dir=args.checkpoint_dir)

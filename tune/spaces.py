@@ -12,9 +12,10 @@ from typing import Any
 
 from ray import tune
 
+from models.ssl_vqvae import REFERENCE_WEIGHT
+
 SSL_BRANCHES = ["barlowtwins", "vibcreg"]
 BASELINE_PARAMS = {"ssl_method": "none", "aug_set": "none", "aug_recon_weight": 0.0}
-REFERENCE_WEIGHT = 0.1  # the reference study's aug_recon_weight: TPE's first point, the fixed weight of aug_set / ssl
 CELL_KEYS = ("ssl_method", "aug_set")   # a cell of the search: what the report compares methods by
 # The quick budget's model and steps (docs/quick-budget.md, results/model-size/): 400 steps at hidden 32 matched or
 # beat 200 at hidden 64 on GunPoint and ItalyPowerDemand for the baseline and the SSL methods alike (SSL gains from

@@ -8,9 +8,10 @@ import argparse
 import json
 import time
 
-from results.cli import UsageError, run_cli
-from tune.cli import check_output_file, check_trainable, parse_overrides, write_json
-from tune.config import TrainConfig, from_flat_dict, to_flat_dict
+from results.cli import run_cli
+from results.contract import TEST_KNN, TEST_RECON, TEST_SVM, VAL_SVM
+from tune.cli import check_output_file, write_json
+from tune.config import TrainConfig, check_trainable, from_flat_dict, parse_overrides, to_flat_dict
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     values = {"dataset": args.dataset, "ssl_method": args.ssl_method, "aug_set": args.aug_set,
               "aug_recon_weight": args.aug_recon_weight, "epochs": args.epochs, "eval_every": args.eval_every,
               "seed": args.seed, "device": args.device, **parse_overrides(args.overrides)}
-    if args.epochs < 1 or args.eval_every < 1:
-        raise UsageError("--epochs and --eval-every must be at least 1")
-    cfg = from_flat_dict(values)
+    cfg = from_flat_dict(values)                # TrainConfig checks every value, --epochs and --eval-every too
     check_output_file(args.json, "--json")
     from datasets.ucr import load_dataset
     from tune.engine.tokenizer_training import train_stage1   # torch and the models load after the arguments are checked
@@ -54,14 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
 
     def show(metrics: dict, epoch: int) -> None:
-        if "val/svm_acc" in metrics:
+        if VAL_SVM in metrics:
             shown = {k: round(v, 4) for k, v in metrics.items() if k != "epochs_done"}
             print(f"epoch {epoch:4d}/{cfg.epochs}  " + "  ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
 
     final = train_stage1(cfg, data, on_epoch=show, checkpoint_dir=args.checkpoint_dir)
     print(f"\n{cfg.dataset} ssl={cfg.ssl_method} aug={cfg.aug_set} w={cfg.aug_recon_weight}: "
-          f"test svm {final['test/svm_acc']:.3f}  knn {final['test/knn_acc']:.3f}  "
-          f"recon {final['test/recon_loss']:.4f}  val svm {final['val/svm_acc']:.3f}  "
+          f"test svm {final[TEST_SVM]:.3f}  knn {final[TEST_KNN]:.3f}  "
+          f"recon {final[TEST_RECON]:.4f}  val svm {final[VAL_SVM]:.3f}  "
           f"({time.perf_counter() - start:.1f}s)")
     write_json(args.json, final)
     return 0

@@ -18,13 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from results.cli import UsageError
+from results.errors import CheckpointError
 
 FORMAT = 1   # of model files and training states; bump when their layout changes
-
-
-class CheckpointError(UsageError):
-    """A checkpoint that is missing, unreadable or does not fit what it is used for."""
 
 
 def atomic_save(path: str | os.PathLike, obj: dict) -> None:

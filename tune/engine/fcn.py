@@ -3,7 +3,6 @@ trained once per dataset and preprocessing and cached on disk so every trial of 
 the same network."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import re
@@ -15,13 +14,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 
 from datasets.ucr import UCRDataset
 from evaluation.generative import stratified_holdout
 from models.fcn import FCN, accuracy, as_series_batch, check_labels
 from models.modes import eval_mode
+from results.errors import CheckpointError
 from tune.config import Stage2Config
-from tune.engine.checkpoints import FORMAT, CheckpointError, fingerprint, load_model, save_model
+from tune.engine.checkpoints import FORMAT, fingerprint, load_model, save_model
 from tune.engine.loop import OnEpoch, select_device, to_device, train_epoch
 from tune.engine.yardsticks import archive_train
 
@@ -110,33 +111,12 @@ def _load(path: str | os.PathLike, device: str | torch.device) -> tuple[FCN, dic
     return model, blob["meta"]
 
 
-def load_fcn(path: str | os.PathLike, device: str | torch.device = "cpu") -> FCN:
-    """Rebuild a saved FCN (eval mode) from its checkpoint alone."""
-    return _load(path, device)[0]
-
-
 @dataclass(frozen=True)
 class CachedFCN:
     model: FCN
     meta: dict    # what train_fn returned beside the model (e.g. FCNTrainInfo as a dict)
     path: Path
     reused: bool  # True when loaded from the cache, False when train_fn ran
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path):
-    """Serialise trainers of one key so concurrent trials train the FCN once, not once each."""
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): the atomic rename alone keeps the cache consistent
-        yield
-        return
-    with open(lock_path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def cached_fcn(cache_dir: str | os.PathLike, key: str, train_fn: Callable[[], tuple[FCN, Any]],
@@ -150,7 +130,7 @@ def cached_fcn(cache_dir: str | os.PathLike, key: str, train_fn: Callable[[], tu
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{key}.pt"
-    with _exclusive(cache_dir / f".{key}.lock"):
+    with FileLock(cache_dir / f".{key}.lock"):     # concurrent trials train the FCN once, not once each
         if path.exists():
             model, meta = _load(path, device)
             return CachedFCN(model, meta, path, reused=True)

@@ -20,8 +20,10 @@ from evaluation.generative import (FIDResult, class_balanced_labels, fid_with_ci
 from models.fcn import FCN, accuracy, as_series_batch, predict
 from models.prior import MaskGIT
 from models.tokenizer import Tokenizer
+from results.contract import (FCN_S, FCN_TEST_ACC, GEN_CAS, GEN_EVAL_S, GEN_FID, GEN_FID_HIGH, GEN_FID_LOW, GEN_IS,
+                              GEN_IS_STD, GEN_N_GEN, GEN_N_REAL, GENERATE_S, PRIOR_S, PRIOR_VAL_LOSS, STAGE2_S)
+from results.errors import CheckpointError
 from tune.config import Stage2Config
-from tune.engine.checkpoints import CheckpointError
 from tune.engine.fcn import FCNTrainInfo, fcn_for_dataset, train_fcn
 from tune.engine.figures import samples_figure
 from tune.engine.loop import OnEpoch, select_device, to_device
@@ -63,9 +65,9 @@ class GenerativeMetrics:
 
     def as_dict(self) -> dict[str, float]:
         """The study's `gen/` metric keys."""
-        return {"gen/fid": self.fid.fid, "gen/fid_low": self.fid.low, "gen/fid_high": self.fid.high,
-                "gen/is": self.inception_score, "gen/is_std": self.inception_std, "gen/cas": self.cas,
-                "gen/n_real": float(self.fid.n_real), "gen/n_gen": float(self.n_gen)}
+        return {GEN_FID: self.fid.fid, GEN_FID_LOW: self.fid.low, GEN_FID_HIGH: self.fid.high,
+                GEN_IS: self.inception_score, GEN_IS_STD: self.inception_std, GEN_CAS: self.cas,
+                GEN_N_REAL: float(self.fid.n_real), GEN_N_GEN: float(self.n_gen)}
 
 
 def evaluate_generation(fcn: FCN, x_gen, y_gen, x_test, y_test, *, n_boot: int = 200, is_splits: int = 10,
@@ -121,30 +123,30 @@ def evaluate_stage2(tokenizer: Tokenizer, data: UCRDataset, cfg: Stage2Config, *
     check_inputs(tokenizer, data)
     device = select_device(cfg.device)
     fcn = fcn_for_dataset(data, cache_dir, cfg)           # before the prior: a bad cache fails fast
-    times = {"time/fcn_s": time.perf_counter() - t0}
+    times = {FCN_S: time.perf_counter() - t0}
     tokenizer.to(device)
     val = (tokenize(tokenizer, data.x_val), torch.as_tensor(data.y_val))
     prior = train_prior(tokenize(tokenizer, data.x_train), data.y_train, data.n_classes,
                         tokenizer.cfg.codebook_size, cfg, val=val, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir)
     val_loss = masked_loss(prior, *(to_device(t, device) for t in val), seed=cfg.seed + 1)
-    times["time/prior_s"] = time.perf_counter() - t0 - times["time/fcn_s"]
+    times[PRIOR_S] = time.perf_counter() - t0 - times[FCN_S]
 
     t1 = time.perf_counter()
     gen = torch.Generator().manual_seed(cfg.seed)
     labels = class_balanced_labels(np.concatenate([data.y_train, data.y_val]),
                                    max(cfg.min_generate, len(data.x_test)), gen)    # the train split's proportions
     x_gen, y_gen = generate(prior, tokenizer, labels, cfg, gen), labels.numpy()
-    times["time/generate_s"] = time.perf_counter() - t1
+    times[GENERATE_S] = time.perf_counter() - t1
 
     t1 = time.perf_counter()
     cas = {"epochs": cfg.cas_epochs, "patience": cfg.cas_patience, "batch_size": cfg.cas_batch_size,
            "val_fraction": cfg.cas_val_fraction}
     scores = evaluate_generation(fcn.model, x_gen, y_gen, data.x_test, data.y_test, n_boot=cfg.n_boot,
                                  is_splits=cfg.is_splits, seed=cfg.seed, device=device, cas_kwargs=cas)
-    times["time/gen_eval_s"] = time.perf_counter() - t1
-    metrics = {**scores.as_dict(), "fcn/test_acc": float(fcn.meta["test_acc"]), "prior/val_loss": val_loss,
-               **times, "time/stage2_s": time.perf_counter() - t0}
+    times[GEN_EVAL_S] = time.perf_counter() - t1
+    metrics = {**scores.as_dict(), FCN_TEST_ACC: float(fcn.meta["test_acc"]), PRIOR_VAL_LOSS: val_loss,
+               **times, STAGE2_S: time.perf_counter() - t0}
     figure = samples_figure(data.x_train, data.y_train, x_gen, y_gen, classes=data.classes,
-                            title=f"{data.name}: real vs generated (FID {metrics['gen/fid']:.2f}, "
-                                  f"IS {metrics['gen/is']:.2f}, CAS {metrics['gen/cas']:.2f})")
+                            title=f"{data.name}: real vs generated (FID {metrics[GEN_FID]:.2f}, "
+                                  f"IS {metrics[GEN_IS]:.2f}, CAS {metrics[GEN_CAS]:.2f})")
     return metrics, figure

@@ -13,15 +13,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from results.cli import UsageError
-from tune.config import PRECISIONS, ConfigError
+from results.errors import ConfigError, TrainingDiverged
+from tune.config import PRECISIONS
 
 OnEpoch = Callable[[dict, int], None]   # on_epoch(metrics, epoch): how progress leaves a loop (Ray wraps it)
-
-
-class TrainingDiverged(UsageError):
-    """A loss or evaluation that stopped being finite: more epochs cannot recover, so the run stops and
-    says which setting to lower."""
 
 
 def select_device(name: str) -> torch.device:
@@ -93,7 +88,7 @@ def train_epoch(loss_fn: Callable[[torch.Tensor], torch.Tensor], optimizer: torc
     return total / steps
 
 
-def check_finite(epoch: int, values: dict, advice: str) -> None:
+def check_diverged(epoch: int, values: dict, advice: str) -> None:
     """Raise TrainingDiverged naming the first of `values` (numbers or arrays) that holds a NaN or inf."""
     for name, value in values.items():
         a = np.asarray(value)

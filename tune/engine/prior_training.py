@@ -16,9 +16,10 @@ from einops import rearrange
 from models.modes import eval_mode
 from models.prior import MaskGIT
 from models.tokenizer import Tokenizer
+from results.contract import PRIOR_EPOCH_S, PRIOR_TRAIN_LOSS, PRIOR_TRAIN_S, PRIOR_VAL_LOSS
 from tune.config import Stage2Config
-from tune.engine.checkpoints import fingerprint, load_model, load_training_state, save_model, save_training_state
-from tune.engine.loop import (OnEpoch, check_finite, mixed_precision, select_device, step_generator, to_device,
+from tune.engine.checkpoints import fingerprint, load_training_state, save_model, save_training_state
+from tune.engine.loop import (OnEpoch, check_diverged, mixed_precision, select_device, step_generator, to_device,
                               train_epoch)
 
 PRIOR_STATE_FILE = "prior_state.pt"   # resumable prior training state (beside stage 1's state.pt)
@@ -114,12 +115,12 @@ def train_prior(tokens, y, n_classes: int, codebook_size: int, cfg: Stage2Config
         epoch_s = time.perf_counter() - t0
         train_s += epoch_s
         done = epoch + 1
-        check_finite(done, {"prior/train_loss": loss}, advice)
-        last = {"prior/train_loss": loss, "prior/epoch_s": epoch_s, "time/prior_train_s": train_s}
+        check_diverged(done, {PRIOR_TRAIN_LOSS: loss}, advice)
+        last = {PRIOR_TRAIN_LOSS: loss, PRIOR_EPOCH_S: epoch_s, PRIOR_TRAIN_S: train_s}
         if done % cfg.eval_every == 0 or done == cfg.epochs:
-            last["prior/val_loss"] = masked_loss(prior, val_tokens, val_y, seed=cfg.seed + 1)
+            last[PRIOR_VAL_LOSS] = masked_loss(prior, val_tokens, val_y, seed=cfg.seed + 1)
             if len(val_tokens):     # no validation tokens: the loss is NaN by design
-                check_finite(done, {"prior/val_loss": last["prior/val_loss"]}, advice)
+                check_diverged(done, {PRIOR_VAL_LOSS: last[PRIOR_VAL_LOSS]}, advice)
             if state_path is not None:
                 if done == cfg.epochs:      # before the state: a finished state always has its prior file
                     save_model(state_path.parent / PRIOR_FILE, prior, prior.kwargs)
@@ -127,7 +128,3 @@ def train_prior(tokens, y, n_classes: int, codebook_size: int, cfg: Stage2Config
                                     identity=identity)
         on_epoch(last, done)
     return prior.eval()
-
-def load_prior(path: str | Path, device: str = "cpu") -> MaskGIT:
-    """Rebuild a trained prior (eval mode) from its PRIOR_FILE alone."""
-    return load_model(path, MaskGIT, "prior", device)[0]

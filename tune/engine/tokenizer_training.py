@@ -10,20 +10,23 @@ import dataclasses
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from datasets.augment import augment, parse_aug_set
+from datasets.augment import augment
 from datasets.ucr import UCRDataset, load_dataset
 from evaluation.probes import cv_probe_accuracy, linear_probes
 from evaluation.tokens import SplitEval, codebook_redundancy, evaluate_split
 from models.ssl_vqvae import SSLVQVAE
 from models.tokenizer import Tokenizer, TokenizerConfig
+from results.contract import (EPOCH_S, HOLDOUT_KNN, HOLDOUT_SVM, PERPLEXITY, REDUNDANCY, TEST_KNN, TEST_RECON, TEST_SVM,
+                              TRAIN_LOSS, TRAIN_S, USAGE, VAL_KNN, VAL_RECON, VAL_SVM)
+from results.errors import CheckpointError
 from tune.config import TrainConfig
-from tune.engine.checkpoints import (CheckpointError, load_model, load_training_state, save_model,
-                                     save_training_state)
-from tune.engine.loop import (OnEpoch, check_finite, mixed_precision, select_device, step_generator, to_device,
+from tune.engine.checkpoints import load_model, load_training_state, save_model, save_training_state
+from tune.engine.loop import (OnEpoch, check_diverged, mixed_precision, select_device, step_generator, to_device,
                               train_epoch)
 
 STATE_FILE = "state.pt"        # resumable training state, rewritten at every evaluation
@@ -70,7 +73,7 @@ def _lr_advice(cfg: TrainConfig) -> str:
 def _evaluate_split(tok: Tokenizer, x: torch.Tensor, split: str, epoch: int, cfg: TrainConfig) -> SplitEval:
     """evaluate_split, stopped by TrainingDiverged before features that are not finite reach the probes."""
     out = evaluate_split(tok, x)
-    check_finite(epoch, {f"{split}/recon_loss": out.recon_loss, f"{split} features": out.features}, _lr_advice(cfg))
+    check_diverged(epoch, {f"{split}/recon_loss": out.recon_loss, f"{split} features": out.features}, _lr_advice(cfg))
     return out
 
 
@@ -91,22 +94,22 @@ def evaluate(model: SSLVQVAE, data: UCRDataset, xs: dict[str, torch.Tensor], cfg
     tok = model.tokenizer
     train = _evaluate_split(tok, xs["train"], "train", epoch, cfg)
     cv = cv_probe_accuracy(train.features, data.y_train, seed=CV_SEED)
-    metrics = {"codebook/perplexity": train.perplexity, "codebook/usage": train.usage,
-               "codebook/redundancy": codebook_redundancy(tok.codebook), "val/svm_acc": cv["svm_acc"],
-               "val/knn_acc": cv["knn_acc"], "val/recon_loss": train.recon_loss}
+    metrics = {PERPLEXITY: train.perplexity, USAGE: train.usage,
+               REDUNDANCY: codebook_redundancy(tok.codebook), VAL_SVM: cv["svm_acc"],
+               VAL_KNN: cv["knn_acc"], VAL_RECON: train.recon_loss}
     f_fit, y_fit = train.features, data.y_train
     if len(data.y_val):
         val = _evaluate_split(tok, xs["val"], "val", epoch, cfg)
         probes = linear_probes(train.features, data.y_train, val.features, data.y_val)
-        metrics |= {"val/recon_loss": val.recon_loss, "holdout/svm_acc": probes["svm_acc"],
-                    "holdout/knn_acc": probes["knn_acc"]}
+        metrics |= {VAL_RECON: val.recon_loss, HOLDOUT_SVM: probes["svm_acc"],
+                    HOLDOUT_KNN: probes["knn_acc"]}
         f_fit, y_fit = np.concatenate([f_fit, val.features]), np.concatenate([y_fit, data.y_val])
     if epoch == cfg.epochs:
         # Selection is over; the test probes may use every labelled train series (train + validation).
         test = _evaluate_split(tok, xs["test"], "test", epoch, cfg)
         probes = linear_probes(f_fit, y_fit, test.features, data.y_test)
-        metrics.update({"test/svm_acc": probes["svm_acc"], "test/knn_acc": probes["knn_acc"],
-                        "test/recon_loss": test.recon_loss})
+        metrics.update({TEST_SVM: probes["svm_acc"], TEST_KNN: probes["knn_acc"],
+                        TEST_RECON: test.recon_loss})
     return metrics
 
 
@@ -142,15 +145,16 @@ def make_optimizer(model: SSLVQVAE, cfg: TrainConfig, total_steps: int):
 
 
 def train_stage1(cfg: TrainConfig, data: UCRDataset | None = None, *, on_epoch: OnEpoch | None = None,
-                 checkpoint_dir: str | Path | None = None, ucr_root: str | None = None) -> dict[str, float]:
+                 checkpoint_dir: str | Path | None = None, ucr_root: str | None = None,
+                 after_steps: Callable[[SSLVQVAE, int, dict], None] | None = None) -> dict[str, float]:
     """Train `cfg`, report metrics every epoch, and return the final metrics (test/* included).
 
     With `checkpoint_dir`, the state is saved at every evaluation and a run whose directory already
     holds a state resumes from it; a run that had finished re-reports its final metrics. A loss or
-    evaluation that is no longer finite raises TrainingDiverged.
+    evaluation that is no longer finite raises TrainingDiverged. after_steps(model, epoch, metrics) sees
+    the model after each epoch's optimizer steps, before the evaluation: the learning-curve benchmark
+    evaluates there at step counts of its own.
     """
-    if cfg.ssl_method != "none":
-        parse_aug_set(cfg.aug_set)
     if data is None:
         data = load_dataset(cfg.dataset, ucr_root, val_fraction=cfg.val_fraction, seed=cfg.seed,
                             nan_policy=cfg.nan_policy)
@@ -175,8 +179,10 @@ def train_stage1(cfg: TrainConfig, data: UCRDataset | None = None, *, on_epoch: 
         epoch_s = time.perf_counter() - t0
         train_s += epoch_s
         done = epoch + 1
-        check_finite(done, {"train/loss": loss}, _lr_advice(cfg))
-        metrics = {"train/loss": loss, "time/epoch_s": epoch_s, "time/train_s": train_s, "epochs_done": done}
+        check_diverged(done, {TRAIN_LOSS: loss}, _lr_advice(cfg))
+        metrics = {TRAIN_LOSS: loss, EPOCH_S: epoch_s, TRAIN_S: train_s, "epochs_done": done}
+        if after_steps is not None:
+            after_steps(model, done, metrics)
         if done % cfg.eval_every == 0 or done == cfg.epochs:
             metrics.update(evaluate(model, data, xs, cfg, done))
             if state_path is not None:

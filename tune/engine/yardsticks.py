@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from datasets.ucr import UCRDataset
-from evaluation.yardsticks import YARDSTICK_KEYS, raw_yardsticks
-from tune.engine.checkpoints import fingerprint
+from evaluation.yardsticks import raw_yardsticks
+from results.contract import RAW_PREFIX, YARDSTICK_KEYS
+from tune.engine.checkpoints import atomic_write, fingerprint
 
 VERSION = 1   # of the yardsticks' protocol (probe scaler, MiniRocket settings): bump to recompute every cache
 
@@ -48,17 +48,6 @@ def _read(path: Path) -> dict[str, float] | None:
         return None
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cached_yardsticks(data: UCRDataset, cache_dir: str | os.PathLike, seed: int = 0) -> dict[str, float]:
     """raw/svm_acc, raw/knn_acc, raw/1nn_acc, raw/minirocket_acc of `data` (test accuracy, fitted on the
     archive's whole train split), read from `<cache_dir>/<key>.json` or computed once and stored there."""
@@ -69,9 +58,8 @@ def cached_yardsticks(data: UCRDataset, cache_dir: str | os.PathLike, seed: int 
         return hit
     x, y = archive_train(data)
     t0 = time.perf_counter()
-    metrics = raw_yardsticks(x, y, data.x_test, data.y_test, seed=seed)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(path, {"dataset": data.name, "key": key, "version": VERSION, "seed": seed,
-                              "n_train": len(y), "n_test": len(data.y_test),
-                              "seconds": round(time.perf_counter() - t0, 3), "metrics": metrics})
+    metrics = {RAW_PREFIX + k: v for k, v in raw_yardsticks(x, y, data.x_test, data.y_test, seed=seed).items()}
+    entry = {"dataset": data.name, "key": key, "version": VERSION, "seed": seed, "n_train": len(y),
+             "n_test": len(data.y_test), "seconds": round(time.perf_counter() - t0, 3), "metrics": metrics}
+    atomic_write(path, lambda f: json.dump(entry, f, indent=2), mode="w")
     return metrics

@@ -1,2 +1,4 @@
 """The study: plan (every check before anything starts), run (Ray + Tune), search (Optuna per dataset),
-trial (one configuration trained and tracked), tracking (the MLflow layout), summary (parent runs)."""
+scheduler (early stopping of configurations on their seed means), trial (one configuration trained and
+tracked), tracking (the MLflow layout), summary (parent runs), auth (a Ray cluster's token), and their
+helpers: console, estimate, interrupts, preflight, retry."""

@@ -16,7 +16,8 @@ from typing import Any, Iterator
 
 from ray.tune import Callback, ProgressReporter
 
-from results.contract import FAILED_KEY, PLUMBING_BUDGETS, run_label
+from results.contract import (BASELINE_PREFIX, BEST_SSL_PREFIX, FAILED_KEY, PLUMBING_BUDGETS, TEST_SVM, run_label,
+                              summary_key)
 
 QUIET_LOGGERS = ("ray.tune", "ray.train", "ray.air", "mlflow")
 QUIET_WARNINGS = ("Target and region quantiles select the same set of trials",)   # Optuna's importances, tiny studies
@@ -164,7 +165,7 @@ def start_lines(name: str, total: int, datasets: list[str], slots: int, tracking
 def answer_line(summary, budget: str) -> str:
     """The study's answer in one line, from summarize()'s table: where the best SSL configuration (chosen
     by validation) beats the baseline on test SVM accuracy."""
-    best, base = "best_ssl/test_svm_acc", "baseline/test_svm_acc"
+    best, base = summary_key(BEST_SSL_PREFIX, TEST_SVM), summary_key(BASELINE_PREFIX, TEST_SVM)
     if summary is None or not len(summary) or best not in summary or base not in summary:
         return "Answer: no dataset has both a finished SSL configuration and a finished baseline."
     both = summary.dropna(subset=[best, base])

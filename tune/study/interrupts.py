@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from results.contract import INTERRUPTED_TAG, PARENT_TAG, ROLE_TAG, ROLE_TRIAL
+from results.contract import ERROR_TAG, INTERRUPTED_TAG, PARENT_TAG, ROLE_TAG, ROLE_TRIAL
 from tune.study.retry import StoreUnavailable, first_line, transient
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -163,7 +163,7 @@ def close_stopped(client, experiment_id: str, parents: dict[str, str], reason: s
                                                    f"tags.`{ROLE_TAG}` = '{ROLE_TRIAL}' and "
                                                    f"attributes.status = 'RUNNING'", max_results=10_000)
         for run in kids:
-            client.set_tag(run.info.run_id, "error", reason)
+            client.set_tag(run.info.run_id, ERROR_TAG, reason)
             client.set_terminated(run.info.run_id, "KILLED")
             closed += 1
         client.set_tag(run_id, INTERRUPTED_TAG, note)

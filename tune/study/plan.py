@@ -1,7 +1,9 @@
 """A study's plan: every input checked and every default resolved before anything starts.
 
-`make_plan` has no side effects: every bad input is found there, before Ray starts or anything is
-written to MLflow or the results directory.
+Every bad input is found in `make_plan`, before Ray starts or anything is written to MLflow. It is not free
+of side effects: it creates the results folder (and a temp file in it, to prove it writable), asks a tracking
+server's /health and opens a socket to the --address cluster; the study's own folder is claimed later, by
+claim_study_folder.
 """
 from __future__ import annotations
 
@@ -18,16 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from datasets.ucr import BUNDLED, BUNDLED_SMALL, load_dataset, resolve_names
-from results.cli import UsageError
 from results.contract import DEFAULT_RESULTS_DIR, OBJECTIVES, STUDY_NAME, default_tracking_uri
+from results.errors import UsageError
+from results.pareto import objective_names, objective_specs
 from results.store import check_tracking_store
-from tune.cli import check_trainable, parse_overrides
-from tune.config import from_flat_dict
-from tune.study.estimate import describe_estimate
+from tune.config import check_trainable, from_flat_dict, parse_overrides
 from tune.spaces import BUDGETS, SEARCH_MODES, SPACES, Budget, Cell, SearchSpace, search_cells
+from tune.study.estimate import describe_estimate
 from tune.study.preflight import check_node_resources
 from tune.study.simulate import archive_shapes
-
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class StudyPlan:
     @property
     def objective_specs(self) -> list[tuple[str, str]]:
         """(metric, mode) per objective; the first is the one Tune, the scheduler and "best" use."""
-        return [OBJECTIVES[n] for n in self.objectives]
+        return objective_specs(self.objectives)
 
     @property
     def storage(self) -> Path:
@@ -230,7 +231,7 @@ def parse_methods(text: str | None, space: SearchSpace) -> tuple[str, ...] | Non
 def parse_objectives(text: str) -> tuple[str, ...]:
     """--objectives: comma-separated names of contract.OBJECTIVES, probe among them (it stays first: the
     search's Tune metric and the "best" rule); one name is the single-objective search."""
-    names = list(dict.fromkeys(n.strip() for n in str(text).split(",") if n.strip()))
+    names = objective_names(str(text))
     unknown = [n for n in names if n not in OBJECTIVES]
     if unknown or "probe" not in names:
         raise UsageError(f"--objectives {text!r}: give probe, or probe plus any of "

@@ -2,7 +2,7 @@
 would otherwise keep an impossible trial PENDING for ever."""
 from __future__ import annotations
 
-from results.cli import UsageError
+from results.errors import UsageError
 
 
 def check_node_resources(nodes: list[dict], cpus: float, gpus: float, where: str = "the Ray cluster") -> None:

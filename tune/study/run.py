@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from results.cli import UsageError
-from results.contract import OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM, SELECTION_METRIC, SIMULATE_PARAM, trial_label
+from results.contract import (BUDGET_PARAM, GEN_CAS, GEN_FID, GEN_IS, OBJECTIVES_PARAM, PLANNED_CONFIGS_PARAM,
+                              SEEDS_PARAM, SELECTION_METRIC, SIMULATE_PARAM, trial_label)
+from results.errors import UsageError
 from tune.study.auth import TOKEN_FILE
 from tune.study.console import (TrialLines, answer_line, experiment_url, mlflow_ui_command, phase, quiet,
                                 start_lines)
@@ -60,25 +61,14 @@ def run_study(plan: StudyPlan, ray_progress: bool = False) -> int:
 
 
 def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
-    import optuna
+    """The study's steps in order: claim its folder, start Ray, open its MLflow runs, run the searches, then
+    stage 2, the yardsticks and the summary. A failure before the first trial releases the study folder."""
     import ray
-    from ray import tune
 
-    from results.report import load_study
-    from tune.study.search import StudySearch
     from tune.study.summary import summarize
-    from tune.study.trial import TrialContext, named_trainable, stage1_trainable, train_driver
-    from tune.study.tracking import StudyTracker
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", message="The number of trials is too small to compute importances")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # a tracking server that goes away mid-study fails a call in seconds, not after MLflow's minutes of retries
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    reporter = None if ray_progress else quiet()
-    start = state["start"]
+    _quiet_frameworks()
+    reporter = None if ray_progress else quiet()     # also for a resumed Tuner: its output settings and loggers
     if plan.resume:
         check_tune_state(plan.storage / plan.name)    # before Ray starts: nothing else is printed
     else:
@@ -93,83 +83,23 @@ def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
         raise
     try:
         check_node_resources(ray_node_resources(), plan.cpus_per_trial, plan.gpus_per_trial)
-        path = plan.storage / plan.name
         started = True
-        code = code_version_tags()
-        tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name),
-                               create=not plan.resume, run_tags=code)
-        state["tracker"] = tracker
-        simulated = {SIMULATE_PARAM: plan.simulate} if plan.simulate else {}
-        parents = {ds: tracker.parent_run(ds, {**simulated, "study": plan.name, "space": plan.space.name, "budget": plan.budget.name,
-                                               "search": plan.search, "seeds": plan.seeds, "num_samples": plan.num_samples,
-                                               PLANNED_CONFIGS_PARAM: plan.configs_per_dataset, "steps": plan.budget.steps,
-                                               OBJECTIVES_PARAM: ",".join(plan.objectives), **plan.dataset_config(ds)})
-                   for ds in plan.datasets}
-        state["parents"] = parents
-        if plan.resume:
-            clear_stopped(tracker.client, parents)
-        context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
-                               parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
-                               gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"),
-                               stage2=plan.stage2 == "all", fcn_cache=str(plan.results_dir / "fcn"),
-                               stage2_params=plan.stage2 != "off", run_tags=code, simulate=plan.simulate,
-                               shapes=plan.shapes if plan.simulate else {})
-        if plan.simulate:     # no training: a light process per trial (tune.study.simulate)
-            from tune.study.simulate import simulated_trainable
-
-            trainable = named_trainable(tune.with_resources(tune.with_parameters(simulated_trainable, context=context),
-                                                            {"cpu": plan.cpus_per_trial}), "SimulatedTrial")
-        elif plan.executor == "train":   # the trial only drives: its Train worker holds the CPUs / GPUs
-            trainable = named_trainable(tune.with_resources(tune.with_parameters(train_driver, context=context),
-                                                            {"cpu": 0, "memory": 256 * 1024 ** 2}), "TrainDriverTrial")
-        else:
-            trainable = named_trainable(tune.with_resources(tune.with_parameters(stage1_trainable, context=context),
-                                                            {"cpu": plan.cpus_per_trial}), "Stage1Trial")
+        tracker, parents, context = _open_tracking(plan, state)
         slots = plan.max_concurrent or _slots(plan, ray.cluster_resources())
-        lines = None if ray_progress else TrialLines(
-            plan.total_trials, slots, [m for m, _ in plan.objective_specs],
-            {ds: plan.per_dataset[ds]["epochs"] for ds in plan.datasets})
-        callbacks = [TrialStatus(plan.tracking_uri, plan.name, plan.early_stopping)] + ([lines] if lines else [])
-        if plan.resume:
-            if not tune.Tuner.can_restore(str(path)):
-                raise UsageError(f"study {plan.name} has no Tune state to resume at {path}; start it again without --resume")
-            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
-        else:
-            searcher = StudySearch(plan.datasets, plan.cells, seeds=plan.seeds,
-                                   metric=[m for m, _ in plan.objective_specs],
-                                   mode=[mode for _, mode in plan.objective_specs], seed=plan.search_seed,
-                                   base={ds: plan.dataset_config(ds) for ds in plan.datasets})
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    metric=SELECTION_METRIC, mode=MODE, search_alg=searcher, num_samples=searcher.total_trials,
-                    scheduler=early_stopping_scheduler(plan),
-                    max_concurrent_trials=slots,
-                    # a simulated trial's actor is reused: its start-up is a worker node's cost, not the driver's
-                    reuse_actors=bool(plan.simulate), trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
-                run_config=tune.RunConfig(
-                    name=plan.name, storage_path=str(plan.storage), verbose=1 if ray_progress else 0,
-                    progress_reporter=reporter,
-                    failure_config=tune.FailureConfig(max_failures=2),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=callbacks))
+        tuner, searcher = _tuner(plan, _trainable(plan, context), slots, reporter, ray_progress)
         print("\n".join(start_lines(plan.name, plan.total_trials, plan.datasets, slots, plan.tracking_uri,
                                     _dashboard(ctx), tracker.experiment_id)), flush=True)
         with tune_running():
             tuner.fit()
         if STOP:      # fit() returned because the study was told to stop: _stopped() ends it
             return None
-        with phase("reading the study's runs from MLflow"):
-            runs = load_study(plan.name, plan.tracking_uri)
-        if plan.stage2 in ("best", "front"):
-            stage2_for_best(runs, plan, context)
-            runs = load_study(plan.name, plan.tracking_uri)
-        configs_run = None if plan.resume else {ds: searcher.configs_run(ds) for ds in plan.datasets}
+        runs = _stage2(plan, context)
+        configs_run = None if searcher is None else {ds: searcher.configs_run(ds) for ds in plan.datasets}
         with phase(f"yardsticks on the raw series (linear probes, 1-NN, MiniRocket) for {len(plan.datasets)} "
                    f"dataset(s)"):
-            yardsticks = raw_yardsticks(plan, on_data=lambda ds, data: tracker.log_dataset(parents[ds], data))
+            yardsticks = dataset_yardsticks(plan, on_data=lambda ds, data: tracker.log_dataset(parents[ds], data))
         with phase(f"summary on the {len(parents)} parent run(s)"):
-            state["summary"] = summarize(runs, plan, tracker, parents, wall_s=time.time() - start,
+            state["summary"] = summarize(runs, plan, tracker, parents, wall_s=time.time() - state["start"],
                                          configs_run=configs_run, yardsticks=yardsticks)
     except BaseException:
         if not started and not plan.resume:
@@ -177,6 +107,114 @@ def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
         raise
     finally:
         ray.shutdown()
+    return runs
+
+
+def _quiet_frameworks() -> None:
+    """Optuna, Ray and MLflow settings of the driver: no usage stats or warnings the study does not act on, and
+    a tracking server that goes away mid-study fails a call in seconds, not after MLflow's minutes of retries."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", message="The number of trials is too small to compute importances")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def _open_tracking(plan: StudyPlan, state: dict):
+    """The study's MLflow experiment and a parent run per dataset (state["tracker"], state["parents"]: what
+    _stopped() closes), and the TrialContext every trial gets; returns (tracker, parents, context)."""
+    from tune.study.context import TrialContext
+    from tune.study.tracking import StudyTracker
+
+    code = code_version_tags()
+    tracker = StudyTracker(plan.tracking_uri, plan.name, artifact_root(plan.tracking_uri, plan.results_dir, plan.name),
+                           create=not plan.resume, run_tags=code)
+    state["tracker"] = tracker
+    simulated = {SIMULATE_PARAM: plan.simulate} if plan.simulate else {}
+    parents = {ds: tracker.parent_run(ds, {**simulated, "study": plan.name, "space": plan.space.name,
+                                           BUDGET_PARAM: plan.budget.name, "search": plan.search,
+                                           SEEDS_PARAM: plan.seeds, "num_samples": plan.num_samples,
+                                           PLANNED_CONFIGS_PARAM: plan.configs_per_dataset, "steps": plan.budget.steps,
+                                           OBJECTIVES_PARAM: ",".join(plan.objectives), **plan.dataset_config(ds)})
+               for ds in plan.datasets}
+    state["parents"] = parents
+    if plan.resume:
+        clear_stopped(tracker.client, parents)
+    context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
+                           parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
+                           gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"),
+                           stage2=plan.stage2 == "all", fcn_cache=str(plan.results_dir / "fcn"),
+                           stage2_params=plan.stage2 != "off", run_tags=code, simulate=plan.simulate,
+                           shapes=plan.shapes if plan.simulate else {})
+    return tracker, parents, context
+
+
+def _trainable(plan: StudyPlan, context):
+    """The trial Tune runs: a simulated one, a Ray Train driver (its Train worker holds the CPUs / GPUs) or a
+    function trainable."""
+    from ray import tune
+
+    from tune.study.trial import named_trainable, stage1_trainable, train_driver
+
+    if plan.simulate:     # no training: a light process per trial (tune.study.simulate)
+        from tune.study.simulate import simulated_trainable
+
+        return named_trainable(tune.with_resources(tune.with_parameters(simulated_trainable, context=context),
+                                                   {"cpu": plan.cpus_per_trial}), "SimulatedTrial")
+    if plan.executor == "train":
+        return named_trainable(tune.with_resources(tune.with_parameters(train_driver, context=context),
+                                                   {"cpu": 0, "memory": 256 * 1024 ** 2}), "TrainDriverTrial")
+    return named_trainable(tune.with_resources(tune.with_parameters(stage1_trainable, context=context),
+                                               {"cpu": plan.cpus_per_trial}), "Stage1Trial")
+
+
+def _tuner(plan: StudyPlan, trainable, slots: int, reporter, ray_progress: bool):
+    """A new Tuner over the study's searcher and scheduler, or the stopped study's restored one (no searcher
+    at hand then); returns (tuner, searcher or None)."""
+    from ray import tune
+
+    from tune.study.search import StudySearch
+
+    path = plan.storage / plan.name
+    if plan.resume:
+        if not tune.Tuner.can_restore(str(path)):
+            raise UsageError(f"study {plan.name} has no Tune state to resume at {path}; start it again without --resume")
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True), None
+    lines = None if ray_progress else TrialLines(
+        plan.total_trials, slots, [m for m, _ in plan.objective_specs],
+        {ds: plan.per_dataset[ds]["epochs"] for ds in plan.datasets})
+    callbacks = [TrialStatus(plan.tracking_uri, plan.name, plan.early_stopping)] + ([lines] if lines else [])
+    searcher = StudySearch(plan.datasets, plan.cells, seeds=plan.seeds, metric=[m for m, _ in plan.objective_specs],
+                           mode=[mode for _, mode in plan.objective_specs], seed=plan.search_seed,
+                           base={ds: plan.dataset_config(ds) for ds in plan.datasets})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=SELECTION_METRIC, mode=MODE, search_alg=searcher, num_samples=searcher.total_trials,
+            scheduler=early_stopping_scheduler(plan), max_concurrent_trials=slots,
+            # a simulated trial's actor is reused: its start-up is a worker node's cost, not the driver's
+            reuse_actors=bool(plan.simulate), trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(
+            name=plan.name, storage_path=str(plan.storage), verbose=1 if ray_progress else 0,
+            progress_reporter=reporter,
+            failure_config=tune.FailureConfig(max_failures=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=callbacks))
+    return tuner, searcher
+
+
+def _stage2(plan: StudyPlan, context):
+    """The study's runs after its searches, with stage 2 for the selected tokenizers where the plan asks."""
+    from results.runs import load_study
+
+    with phase("reading the study's runs from MLflow"):
+        runs = load_study(plan.name, plan.tracking_uri)
+    if plan.stage2 in ("best", "front"):
+        stage2_for_best(runs, plan, context)
+        runs = load_study(plan.name, plan.tracking_uri)
     return runs
 
 
@@ -193,7 +231,7 @@ def _stopped(plan: StudyPlan, state: dict, reason: str, code: int) -> int:
         return code
     import signal
 
-    from results.report import load_study
+    from results.runs import load_study
     from tune.study.summary import summarize
 
     for s in (signal.SIGINT, signal.SIGTERM):      # closing takes seconds: let it finish
@@ -266,7 +304,7 @@ def early_stopping_scheduler(plan: StudyPlan):
                            metric=SELECTION_METRIC, mode=MODE)
 
 
-def raw_yardsticks(plan: StudyPlan, on_data=None) -> dict[str, dict[str, float]]:
+def dataset_yardsticks(plan: StudyPlan, on_data=None) -> dict[str, dict[str, float]]:
     """Per dataset, the raw-series yardsticks (computed once, cached under the results folder);
     on_data(dataset, UCRDataset) sees each dataset loaded (the parent run's dataset input)."""
     from datasets.ucr import load_dataset
@@ -327,7 +365,7 @@ def stage2_for_best(runs, plan: StudyPlan, context) -> None:
         label = f"{row['dataset']} {row['ssl_method']} {row['aug_set']} s{row['seed']:.0f}"
         try:
             metrics = get(ref)
-            text = f"FID {metrics['gen/fid']:.3g} IS {metrics['gen/is']:.3g} CAS {metrics['gen/cas']:.3f}"
+            text = f"FID {metrics[GEN_FID]:.3g} IS {metrics[GEN_IS]:.3g} CAS {metrics[GEN_CAS]:.3f}"
         except Exception as err:  # one failed stage 2 must not lose the others
             text = f"stage 2 failed: {str(err).strip().splitlines()[-1]}"
         eta = (time.time() - started) / i * (len(rows) - i)
@@ -397,6 +435,6 @@ def _trial_name(trial) -> str:
 
 
 def _write_report(plan: StudyPlan) -> Path:
-    from results.report import write_report
+    from results.study_report import write_report
 
     return write_report(plan.name, tracking_uri=plan.tracking_uri, results_dir=plan.results_dir)

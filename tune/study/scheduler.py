@@ -49,7 +49,7 @@ class SeedMeanHalving(PickledState, FIFOScheduler):
         """epochs / eval_every: per dataset; seeds: per configuration. race_keys, grace_fraction and
         reduction_factor are parameters so benchmarks/early_stopping_replay.py can replay other designs."""
         super().__init__()
-        self._metric, self._mode = metric, mode
+        self.race_metric, self.race_mode = metric, mode      # own names: Tune's base class keeps _metric / _mode
         self._epochs, self._eval_every, self._seeds = epochs, eval_every, seeds
         self._race_keys, self._grace_fraction, self._rf = race_keys, grace_fraction, reduction_factor
         self.rung_means: dict[tuple, dict[str, float]] = {}     # race -> config id -> mean at the rung
@@ -79,7 +79,7 @@ class SeedMeanHalving(PickledState, FIFOScheduler):
         if cid not in self.decision and int(result[TIME_ATTR]) >= self.grace_period(config["dataset"]):
             seeds = self.at_rung.setdefault(cid, {})
             if config.get("seed") not in seeds:
-                value = result.get(self._metric)
+                value = result.get(self.race_metric)
                 seeds[config.get("seed")] = float(value) if value is not None else math.nan
                 self._decide(race, cid)
         if self.decision.get(cid, True):
@@ -117,7 +117,7 @@ class SeedMeanHalving(PickledState, FIFOScheduler):
             return
         mean = sum(scores) / len(scores)
         earlier = self.rung_means.setdefault(race, {})
-        self.decision[cid] = keeps_going(mean, list(earlier.values()), self._mode, self._rf)
+        self.decision[cid] = keeps_going(mean, list(earlier.values()), self.race_mode, self._rf)
         earlier[cid] = mean
 
     def debug_string(self) -> str:

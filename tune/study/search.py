@@ -31,7 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from results.contract import FAILED_KEY, config_id
 from tune.config import TrainConfig, to_flat_dict
-from tune.spaces import REFERENCE_WEIGHT, Cell
+from tune.spaces import Cell
 
 MAX_REPEATS = 50      # asks in a row that only repeat earlier proposals: the cell's space is exhausted
 
@@ -188,5 +188,5 @@ def stopped_early(result: dict | None, base: dict[str, Any]) -> bool:
 
 def reference_defaults(keys) -> dict[str, Any]:
     """The reference settings of `keys`: TrainConfig's defaults, the reference weight."""
-    defaults = {**to_flat_dict(TrainConfig()), "aug_recon_weight": REFERENCE_WEIGHT}
+    defaults = to_flat_dict(TrainConfig())     # aug_recon_weight: the reference's REFERENCE_WEIGHT
     return {k: defaults[k] for k in keys}

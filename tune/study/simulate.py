@@ -22,7 +22,9 @@ import time
 import traceback
 from pathlib import Path
 
-from results.contract import SELECTION_METRIC, run_label
+from results.contract import (EPOCH_S, GEN_CAS, GEN_FID, GEN_FID_HIGH, GEN_FID_LOW, GEN_IS, GEN_IS_STD, GEN_N_GEN,
+                              GEN_N_REAL, PERPLEXITY, RAW_1NN, REDUNDANCY, run_label, SELECTION_METRIC, STAGE2_S,
+                              TEST_KNN, TEST_RECON, TEST_SVM, TRAIN_LOSS, TRAIN_S, TRIAL_S, USAGE, VAL_KNN, VAL_RECON)
 from tune.study.context import TrialContext
 from tune.study.estimate import stage2_s, trial_s
 from tune.study.retry import StoreUnavailable
@@ -53,7 +55,7 @@ def published_yardsticks(names: list[str]) -> dict[str, dict[str, float]]:
 
     table = archive_summary()
     error = dict(zip(table["Name"], table["ED (w=0)"]))
-    return {n: {"raw/1nn_acc": 1.0 - float(error[n])} for n in names}
+    return {n: {RAW_1NN: 1.0 - float(error[n])} for n in names}
 
 
 def _unit(*parts) -> float:
@@ -82,13 +84,13 @@ def simulated_metrics(params: dict, done: int, epochs: int, seconds_per_epoch: f
     progress = 1.0 - math.exp(-4.0 * done / epochs)
     acc = final_level(params) * (0.6 + 0.4 * progress)
     recon = 0.05 + 0.3 * (1.0 - progress) + 0.05 * _unit(params["dataset"], "recon", params.get("aug_recon_weight"))
-    metrics = {"train/loss": recon + 0.1, "time/epoch_s": seconds_per_epoch, "time/train_s": seconds_per_epoch * done,
-               "epochs_done": done, SELECTION_METRIC: acc, "val/knn_acc": acc - 0.02, "val/recon_loss": recon,
-               "codebook/perplexity": 8 + 24 * progress, "codebook/usage": 0.2 + 0.6 * progress,
-               "codebook/redundancy": 0.1}
+    metrics = {TRAIN_LOSS: recon + 0.1, EPOCH_S: seconds_per_epoch, TRAIN_S: seconds_per_epoch * done,
+               "epochs_done": done, SELECTION_METRIC: acc, VAL_KNN: acc - 0.02, VAL_RECON: recon,
+               PERPLEXITY: 8 + 24 * progress, USAGE: 0.2 + 0.6 * progress,
+               REDUNDANCY: 0.1}
     if done == epochs:
         shift = 0.04 * (_unit(params["dataset"], "test", params.get("seed")) - 0.5)
-        metrics |= {"test/svm_acc": acc - 0.03 + shift, "test/knn_acc": acc - 0.05 + shift, "test/recon_loss": recon * 1.1}
+        metrics |= {TEST_SVM: acc - 0.03 + shift, TEST_KNN: acc - 0.05 + shift, TEST_RECON: recon * 1.1}
     return metrics
 
 
@@ -96,8 +98,8 @@ def stage2_metrics(params: dict) -> dict[str, float]:
     """generation.evaluate_stage2's keys: a better tokenizer gets a lower FID and a higher CAS."""
     level, noise = final_level(params), _unit(params["dataset"], "gen", params.get("seed"))
     fid = 2.0 + 20.0 * (1.0 - level) + 2.0 * noise
-    return {"gen/fid": fid, "gen/fid_low": 0.9 * fid, "gen/fid_high": 1.1 * fid, "gen/is": 1.0 + 3.0 * level,
-            "gen/is_std": 0.1, "gen/cas": level - 0.1 * noise, "gen/n_real": 100.0, "gen/n_gen": 300.0}
+    return {GEN_FID: fid, GEN_FID_LOW: 0.9 * fid, GEN_FID_HIGH: 1.1 * fid, GEN_IS: 1.0 + 3.0 * level,
+            GEN_IS_STD: 0.1, GEN_CAS: level - 0.1 * noise, GEN_N_REAL: 100.0, GEN_N_GEN: 300.0}
 
 
 def trial_seconds(params: dict, shape: tuple[int, int]) -> float:
@@ -113,7 +115,7 @@ def run_simulated_trial(params: dict, context: TrialContext, *, trial_id: str, r
     tracker = TrialRun(context.tracking_uri, context.experiment_id, context.parent_runs[params["dataset"]], trial_id,
                        run_label(params), params, tags=context.run_tags,
                        unused=() if context.stage2 or context.stage2_params else ("stage2.",))
-    finished = tracker.finished_metrics(require=("gen/fid",) if context.stage2 else ())
+    finished = tracker.finished_metrics(require=(GEN_FID,) if context.stage2 else ())
     if finished is not None:
         report(finished, None)
         return
@@ -129,7 +131,7 @@ def run_simulated_trial(params: dict, context: TrialContext, *, trial_id: str, r
             time.sleep(context.simulate * estimate * (done - last) / epochs)
             for epoch in range(last + 1, done + 1):
                 metrics = simulated_metrics(params, epoch, epochs, estimate / epochs) if epoch == done else {
-                    "train/loss": 0.4, "time/epoch_s": estimate / epochs, "epochs_done": epoch}
+                    TRAIN_LOSS: 0.4, EPOCH_S: estimate / epochs, "epochs_done": epoch}
                 tracker.log_metrics(metrics, epoch, flush=epoch == done)
             state.write_text(json.dumps({"epoch": done}))
             report(metrics, checkpoint_dir)
@@ -138,7 +140,7 @@ def run_simulated_trial(params: dict, context: TrialContext, *, trial_id: str, r
         if context.stage2:          # --stage2 all: the prior after every tokenizer
             metrics = {**metrics, **simulated_stage2(params, context, tracker)}
             report(metrics, None)
-        tracker.log_metrics({"time/trial_s": time.perf_counter() - started}, epochs)
+        tracker.log_metrics({TRIAL_S: time.perf_counter() - started}, epochs)
         tracker.finish()
     except StoreUnavailable:    # the store stayed away: writing the failure would wait as long again
         raise
@@ -176,6 +178,6 @@ def simulated_stage2(params: dict, context: TrialContext, tracker: TrialRun | No
     n, _ = context.shapes[params["dataset"]]
     seconds = stage2_s(n, int(params.get("batch_size", 128)), int(params.get("stage2.epochs", 100)))
     time.sleep(context.simulate * seconds)
-    metrics = {**stage2_metrics(params), "time/stage2_s": seconds}
+    metrics = {**stage2_metrics(params), STAGE2_S: seconds}
     tracker.log_metrics(metrics, int(params["epochs"]), flush=True)
     return metrics

@@ -10,19 +10,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import matplotlib.pyplot as plt
 import optuna
 import pandas as pd
 from ray.tune.search.optuna import OptunaSearch
 
-from results.contract import (BASELINE_METHOD, BEST_SSL_PREFIX as BEST, CONFIGS_TAG, IDENTITY_PARAMS, PARETO_TAG,
-                              SELECTION_METRIC)
-from results.figures import method_colours, pareto_figure
-from results.report import StudyRuns, pareto_table, per_config
+from results.contract import (BASELINE_METHOD, BASELINE_PREFIX as BASELINE, BEST_SSL_PREFIX as BEST, CONFIGS_TAG,
+                              GEN_CAS, GEN_FID, GEN_IS, IDENTITY_PARAMS, PARETO_TAG, RAW_1NN, RAW_SVM, SELECTION_METRIC,
+                              TEST_KNN, TEST_RECON, TEST_SVM, TRAIN_S, VAL_KNN, VAL_SVM, column, summary_key)
+from results.pareto import pareto_table
+from results.runs import StudyRuns, per_config
 from results.selection import select_best
 
-KEYS = ["val/svm_acc", "val/knn_acc", "test/svm_acc", "test/knn_acc", "test/recon_loss", "time/train_s",
-        "gen/fid", "gen/is", "gen/cas"]
+KEYS = [VAL_SVM, VAL_KNN, TEST_SVM, TEST_KNN, TEST_RECON, TRAIN_S,
+        GEN_FID, GEN_IS, GEN_CAS]
 
 
 def param_importances(searched: pd.DataFrame, space) -> dict[str, float]:
@@ -56,7 +56,7 @@ def _as_choice(text: Any, distribution) -> Any:
 
 def mark_front(runs: StudyRuns, objectives: list[tuple[str, str]], tracker) -> pd.DataFrame:
     """Tag every trial run `pareto` true / false (its configuration is on its dataset's front, results.pareto
-    over the means of finished seeds) and return report.pareto_table's rows."""
+    over the means of finished seeds) and return results.pareto.pareto_table's rows."""
     flagged = pareto_table(runs, per_config(runs), objectives)
     on_front = set(zip(flagged.loc[flagged["pareto"], "dataset"], flagged.loc[flagged["pareto"], "config_id"]))
     for r in runs.trials.itertuples():
@@ -64,19 +64,14 @@ def mark_front(runs: StudyRuns, objectives: list[tuple[str, str]], tracker) -> p
     return flagged
 
 
-def log_front(tracker, run_id: str, flagged: pd.DataFrame, dataset: str, objectives: list[tuple[str, str]],
-              yardsticks: dict[str, float]) -> int:
-    """The dataset's front on its parent run: a table (pareto_front.json) and the figure; returns its size."""
+def log_front(tracker, run_id: str, flagged: pd.DataFrame, dataset: str, objectives: list[tuple[str, str]]) -> int:
+    """The dataset's front on its parent run as a table (pareto_front.json); returns its size. The report
+    draws the front's figure and logs it to the same run."""
     rows = flagged[(flagged["dataset"] == dataset) & flagged["pareto"]]
     columns = ["method", *IDENTITY_PARAMS, "config_id", "n_seeds"] + [
         f"{m.replace('/', '_')}_{s}" for m, _ in objectives for s in ("mean", "ci95")]
     table = rows.reindex(columns=columns)
     tracker.client.log_table(run_id, table.astype(object).where(table.notna(), None), "pareto_front.json")
-    fig = pareto_figure(flagged, dataset, method_colours(flagged["ssl_method"], BASELINE_METHOD), objectives,
-                        BASELINE_METHOD, yardsticks)
-    if fig is not None:
-        tracker.client.log_figure(run_id, fig, f"pareto_{dataset}.png")
-        plt.close(fig)
     return len(rows)
 
 
@@ -104,13 +99,13 @@ def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: f
         if len(base_pick):       # the baseline's best configuration (there are several where it is tuned too)
             chosen = base[base["config_id"] == base_pick.iloc[0]["config_id"]]
             for k in KEYS:
-                metrics[f"baseline/{k.replace('/', '_')}"] = float(chosen[k].mean())
+                metrics[summary_key(BASELINE, k)] = float(chosen[k].mean())
         pick = select_best(searched, by=["dataset"])
         if len(pick):
             best = pick.iloc[0]
             rows = searched[(searched["config_id"] == best["config_id"]) & (searched["status"] == "FINISHED")]
             for k in KEYS:
-                metrics[f"{BEST}/{k.replace('/', '_')}"] = float(rows[k].mean())
+                metrics[summary_key(BEST, k)] = float(rows[k].mean())
             first = rows.sort_values("seed").iloc[0]
             tags = {f"{BEST}.{k}": str(first[k]) for k in IDENTITY_PARAMS} | {
                 f"{BEST}.config_id": best["config_id"], f"{BEST}.n_tied": str(int(best["n_tied"]))}
@@ -121,13 +116,12 @@ def summarize(runs: StudyRuns, plan, tracker, parents: dict[str, str], wall_s: f
         if configs_run:
             tags[CONFIGS_TAG] = str(configs_run[ds])
         if flagged is not None:
-            summary["pareto"] = log_front(tracker, parents[ds], flagged, ds, objectives, (yardsticks or {}).get(ds, {}))
+            summary["pareto"] = log_front(tracker, parents[ds], flagged, ds, objectives)
         tracker.finish_parent(parents[ds], metrics, tags, artifacts)
         summary |= {k: metrics.get(k, math.nan) for k in
-                    (f"{BEST}/val_svm_acc", f"{BEST}/test_svm_acc", f"{BEST}/test_recon_loss",
-                     "baseline/val_svm_acc", "baseline/test_svm_acc", "baseline/test_recon_loss",
-                     "raw/svm_acc", "raw/1nn_acc", f"{BEST}/gen_fid", "baseline/gen_fid")}
-        summary = {k: v for k, v in summary.items() if not (k.endswith("gen_fid") and math.isnan(v))}
+                    [summary_key(p, m) for p in (BEST, BASELINE) for m in (VAL_SVM, TEST_SVM, TEST_RECON)]
+                    + [RAW_SVM, RAW_1NN, summary_key(BEST, GEN_FID), summary_key(BASELINE, GEN_FID)]}
+        summary = {k: v for k, v in summary.items() if not (k.endswith(column(GEN_FID)) and math.isnan(v))}
         summary[BEST] = " ".join(f"{k[len(BEST) + 1:]}={v}" for k, v in tags.items()
                                  if k.startswith(f"{BEST}.") and k[len(BEST) + 1:] in IDENTITY_PARAMS) or "-"
         out.append(summary)

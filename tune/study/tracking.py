@@ -22,9 +22,10 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunT
 import ray
 from ray.tune import Callback
 
-from results.contract import (CONFIG_TAG, DATA_CONTEXT_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, GIT_BRANCH_TAG,
-                              GIT_COMMIT_TAG, GIT_DIRTY_TAG, KEY_TAG, PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL,
-                              SOURCE_NAME_TAG, SOURCE_TYPE_TAG, TRIAL_TAG, USER_TAG, config_id, trial_key)
+from results.contract import (CONFIG_TAG, DATA_CONTEXT_TAG, DATASET_TAG, ERROR_TAG, EXPERIMENT_KIND,
+                              EXPERIMENT_KIND_TAG, GIT_BRANCH_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, KEY_TAG, MLFLOW_S,
+                              PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SOURCE_NAME_TAG, SOURCE_TYPE_TAG,
+                              STUDY_TAG, TEST_SVM, TRIAL_TAG, USER_TAG, config_id, trial_key)
 from tune.study.interrupts import guarded, store_identity, store_lost
 from tune.study.retry import StoreUnavailable, retrying_client
 
@@ -129,7 +130,7 @@ class StudyTracker:
             self.client.update_run(run_id, status="RUNNING")
             return run_id
         run = self.client.create_run(self.experiment_id, run_name=dataset, tags={
-            **self.run_tags, ROLE_TAG: ROLE_PARENT, "dataset": dataset, "study": self.study})
+            **self.run_tags, ROLE_TAG: ROLE_PARENT, DATASET_TAG: dataset, STUDY_TAG: self.study})
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run.info.run_id
 
@@ -151,7 +152,7 @@ class StudyTracker:
         if run is None or run.info.status in ("FINISHED", "FAILED"):
             return
         if error:
-            self.client.set_tag(run.info.run_id, "error", error[-5000:])
+            self.client.set_tag(run.info.run_id, ERROR_TAG, error[-5000:])
         self.client.set_terminated(run.info.run_id, status)
 
     def finish_parent(self, run_id: str, metrics: dict[str, float], tags: dict[str, str],
@@ -186,8 +187,8 @@ class TrialRun:
             self.client.set_tag(self.run_id, TRIAL_TAG, trial_id)
             if self.run.info.status != "FINISHED":
                 self.client.update_run(self.run_id, status="RUNNING")
-                if "error" in self.run.data.tags:      # why it stopped before (an interrupt): no longer true
-                    self.client.delete_tag(self.run_id, "error")
+                if ERROR_TAG in self.run.data.tags:      # why it stopped before (an interrupt): no longer true
+                    self.client.delete_tag(self.run_id, ERROR_TAG)
         else:
             self.run = self.client.create_run(experiment_id, run_name=run_name, tags={
                 **(tags or {}), TRIAL_TAG: trial_id, KEY_TAG: trial_key(params), CONFIG_TAG: config_id(params), ROLE_TAG: ROLE_TRIAL,
@@ -206,7 +207,7 @@ class TrialRun:
 
     def finished_metrics(self, require: tuple[str, ...] = ()) -> dict[str, float] | None:
         """The final metrics of a run that had already finished (the trial is being re-run after a kill)."""
-        needed = {"test/svm_acc", *require}
+        needed = {TEST_SVM, *require}
         if self.run.info.status == "FINISHED" and needed <= self.run.data.metrics.keys():
             return dict(self.run.data.metrics)
         return None
@@ -242,10 +243,10 @@ class TrialRun:
             self.client.log_text(self.run_id, json.dumps(obj, indent=2, default=str), name)
 
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
-        self._pending.append(Metric("time/mlflow_s", self.seconds, _now(), 0))
+        self._pending.append(Metric(MLFLOW_S, self.seconds, _now(), 0))
         self.flush()
         if error:
-            self.client.set_tag(self.run_id, "error", error[-5000:])
+            self.client.set_tag(self.run_id, ERROR_TAG, error[-5000:])
         self.client.set_terminated(self.run_id, status)
 
     @contextlib.contextmanager

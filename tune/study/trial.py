@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from datasets.ucr import UCRDataset, load_dataset
-from results.cli import EXPECTED
-from results.contract import FAILED_KEY, SELECTION_METRIC, run_label, trial_label
+from results.contract import FAILED_KEY, GEN_FID, PRIOR_VAL_LOSS, SELECTION_METRIC, TRIAL_S, run_label, trial_label
+from results.errors import EXPECTED
 from tune.config import TrainConfig, from_flat_dict, to_flat_dict
 from tune.engine.figures import reconstruction_figure
 from tune.engine.tokenizer_training import TOKENIZER_FILE, load_tokenizer, train_stage1
@@ -53,7 +53,7 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
     """Train `config`, log it to its MLflow child run, report evaluations to Tune; return final metrics."""
     cfg = from_flat_dict(config)
     tracker = trial_run(context, cfg, trial_id)
-    finished = tracker.finished_metrics(require=("gen/fid",) if context.stage2 else ())
+    finished = tracker.finished_metrics(require=(GEN_FID,) if context.stage2 else ())
     if finished is not None:          # the run had finished before the study driver was killed
         to_tune(finished, False)
         return finished
@@ -74,7 +74,7 @@ def run_trial(config: dict, context: TrialContext, *, trial_id: str, to_tune: To
         if context.stage2:
             final = {**final, **run_stage2(tracker, cfg, data, workdir, context.fcn_cache)}
             to_tune(final, False)
-        tracker.log_metrics({"time/trial_s": time.perf_counter() - started}, cfg.epochs)
+        tracker.log_metrics({TRIAL_S: time.perf_counter() - started}, cfg.epochs)
         tracker.finish()
         return final
     except StoreUnavailable:      # the store stayed away: writing the failure would wait as long again
@@ -121,7 +121,7 @@ def run_stage2(tracker: TrialRun, cfg: TrainConfig, data: UCRDataset, workdir: P
     tokenizer, _ = load_tokenizer_for(workdir / TOKENIZER_FILE, data)
     s2 = dataclasses.replace(cfg.stage2, seed=cfg.seed, device=cfg.device, precision=cfg.precision)
     metrics, fig = evaluate_stage2(tokenizer, data, s2, cache_dir=fcn_cache, checkpoint_dir=workdir,
-                                   on_epoch=lambda m, e: tracker.log_metrics(m, e, flush="prior/val_loss" in m))
+                                   on_epoch=lambda m, e: tracker.log_metrics(m, e, flush=PRIOR_VAL_LOSS in m))
     tracker.log_metrics(metrics, cfg.epochs, flush=True)
     tracker.log_figure(fig, "plots/samples.png")
     plt.close(fig)
