@@ -15,8 +15,10 @@ PostgreSQL, tune.tracking_server), then per size runs `tune/run_ablation.py --sp
   to final (s)      median seconds from a trial's last metric to its MLflow run ending (the final flush)
   MLflow s/trial    median seconds a trial spent in MLflow calls (time/mlflow_s)
   read / summary / report (s)   the driver's phases after the search, from its console
-With --kill-driver the largest size is killed at half its trials (SIGKILL of the driver) and resumed,
-and with --kill-node a worker node is killed at half its trials; both then count every trial's runs.
+With --faults the smallest size runs twice more: once with a worker node killed (SIGKILL of its `ray
+start`, its raylet and workers) at half its trials, once with the driver killed (SIGKILL) at half and
+then `--resume`d; each counts its trial runs (every planned one exactly once, none RUNNING) and compares
+each dataset's selected configuration (the parents' best_ssl tags) with the uninterrupted study's.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from results.contract import KEY_TAG, MLFLOW_S, ROLE_TAG, ROLE_TRIAL
+from results.contract import BEST_SSL_PREFIX, KEY_TAG, MLFLOW_S, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL
 from tune.tracking_server import free_port, mlflow_server, postgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,18 +82,16 @@ def ray_cluster(nodes: int, cpus: int, logs: Path):
                 break
             time.sleep(1)
         time.sleep(3)
-        workers = [launch(["--address", f"{ip}:{port}", "--num-cpus", str(cpus)], f"node{i}", {"RAY_AUTH_MODE": "token"})
-                   for i in range(1, nodes)]
-        want = nodes * cpus
-        while time.monotonic() < deadline + 120:
-            out = subprocess.run([str(BIN / "ray"), "status", "--address", f"{ip}:{port}"], capture_output=True,
-                                 text=True, env={**env(), "RAY_AUTH_MODE": "token"}, timeout=60).stdout
-            found = re.search(r"/(\d+(?:\.\d+)?) CPU", out)
-            if found and float(found.group(1)) >= want:
-                break
-            time.sleep(2)
-        else:
-            raise TimeoutError(f"the cluster did not reach {want} CPUs")
+        workers = []
+        for i in range(1, nodes):    # one at a time, each retried once: a loaded machine times a raylet out
+            for attempt in range(2):
+                node = launch(["--address", f"{ip}:{port}", "--num-cpus", str(cpus)], f"node{i}-{attempt}",
+                              {"RAY_AUTH_MODE": "token"})
+                if _wait_cpus(ip, port, (i + 1) * cpus, node):
+                    workers.append(node)
+                    break
+            else:
+                raise TimeoutError(f"node {i} did not join the cluster; see {logs}/node{i}-*.log")
         yield f"{ip}:{port}", workers
     finally:
         for p in reversed(procs):
@@ -102,6 +102,20 @@ def ray_cluster(nodes: int, cpus: int, logs: Path):
                 p.wait(timeout=30)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+def _wait_cpus(ip: str, port: int, want: int, node: subprocess.Popen, timeout: float = 180) -> bool:
+    """Whether the cluster reaches `want` CPUs before `node` exits or the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and node.poll() is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            out = subprocess.run([str(BIN / "ray"), "status", "--address", f"{ip}:{port}"], capture_output=True,
+                                 text=True, env={**env(), "RAY_AUTH_MODE": "token"}, timeout=60).stdout
+            found = re.search(r"/(\d+(?:\.\d+)?) CPU", out)
+            if found and float(found.group(1)) >= want:
+                return True
+        time.sleep(2)
+    return False
 
 
 @contextlib.contextmanager
@@ -173,7 +187,27 @@ def store_counts(uri: str, name: str) -> dict:
             "mlflow_s_per_trial": float(np.median(mlflow_s)) if mlflow_s else float("nan")}
 
 
+def measure(args, uri: str, name: str, datasets: list[str], result: dict, reference: dict | None = None) -> dict:
+    row = {"study": name, "trials": len(datasets) * PER_DATASET, "datasets": len(datasets), **result,
+           **store_counts(uri, name)}
+    row["driver_cpu_s_per_trial"] = row["cpu_s"] / row["trials"]
+    if reference is not None:
+        row["same_answer"] = answers(uri, name) == reference
+    print(json.dumps({k: v for k, v in row.items() if k != "tail"}), flush=True)
+    return row
+
+
+def answers(uri: str, name: str) -> dict[str, dict[str, str]]:
+    """Per dataset, the study's answer: its parent run's best_ssl tags (the selected configuration)."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    parents = client.search_runs([exp.experiment_id], f"tags.`{ROLE_TAG}` = '{ROLE_PARENT}'", max_results=1000)
+    return {r.data.tags["dataset"]: {k: v for k, v in r.data.tags.items() if k.startswith(BEST_SSL_PREFIX + ".")}
+            for r in parents}
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # stop the cluster and the store on a kill too
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="500,1000,2000", help="trials per study, rounded to whole datasets (51 each)")
     p.add_argument("--nodes", type=int, default=4)
@@ -181,8 +215,8 @@ def main() -> None:
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--scale", type=float, default=0.01, help="--simulate's scale (default %(default)s)")
     p.add_argument("--store", default="postgres", choices=["sqlite", "postgres"])
-    p.add_argument("--kill-driver", action="store_true", help="kill the largest study's driver at half way, resume")
-    p.add_argument("--kill-node", action="store_true", help="kill a worker node at half of the largest study")
+    p.add_argument("--faults", action="store_true", help="then the smallest size with a node killed, and with the "
+                                                          "driver killed and resumed")
     p.add_argument("--work", help="folder for the stores and logs (default: a temporary one)")
     p.add_argument("--out", help="write the rows as JSON here")
     args = p.parse_args()
@@ -192,37 +226,34 @@ def main() -> None:
     rows = []
     with ray_cluster(args.nodes, args.cpus_per_node, work) as (address, workers), tracking_store(args.store, work) as uri:
         print(f"cluster {address} ({args.nodes} nodes x {args.cpus_per_node} CPUs), store {uri}", flush=True)
-        for i, size in enumerate(sizes):
+        for size in sizes:
             datasets = archive_names(max(1, round(size / PER_DATASET)))
             name = f"scale-{len(datasets) * PER_DATASET}"
-            last = i == len(sizes) - 1
-            kill = None
-            if last and args.kill_node and workers:
-                kill = (len(datasets) * PER_DATASET // 2, lambda proc: os.killpg(workers[-1].pid, signal.SIGKILL))
-            if last and args.kill_driver:
-                kill = (len(datasets) * PER_DATASET // 2, lambda proc: proc.kill())
-            result = run_study(args, address, uri, work, name, datasets, kill_after=kill)
-            if last and args.kill_driver:
-                result["killed_exit"] = result["exit"]
-                resumed = run_study(args, address, uri, work, name, datasets, extra=["--resume"])
-                result = {**resumed, "killed_exit": result["exit"], "first_cpu_s": result["cpu_s"]}
-            row = {"trials": len(datasets) * PER_DATASET, "datasets": len(datasets), **result,
-                   **store_counts(uri, name)}
-            row["driver_cpu_s_per_trial"] = row["cpu_s"] / row["trials"]
-            rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "tail"}), flush=True)
+            rows.append(measure(args, uri, name, datasets, run_study(args, address, uri, work, name, datasets)))
+        if args.faults:
+            datasets = archive_names(max(1, round(sizes[0] / PER_DATASET)))
+            half, reference = len(datasets) * PER_DATASET // 2, answers(uri, f"scale-{len(datasets) * PER_DATASET}")
+            name = f"node-lost-{len(datasets) * PER_DATASET}"
+            result = run_study(args, address, uri, work, name, datasets,
+                               kill_after=(half, lambda proc: os.killpg(workers[-1].pid, signal.SIGKILL)))
+            rows.append(measure(args, uri, name, datasets, result, reference))
+            name = f"driver-killed-{len(datasets) * PER_DATASET}"
+            killed = run_study(args, address, uri, work, name, datasets, kill_after=(half, lambda proc: proc.kill()))
+            resumed = run_study(args, address, uri, work, name, datasets, extra=["--resume"])
+            rows.append(measure(args, uri, name, datasets, {**resumed, "killed_exit": killed["exit"],
+                                                            "cpu_s": killed["cpu_s"] + resumed["cpu_s"]}, reference))
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
-    print("| trials | datasets | exit | wall min | trials/s | driver CPU s/trial | driver peak MB | to final s | "
-          "MLflow s/trial | read s | summary s | report s | runs | duplicates | RUNNING |")
-    print("|" + "---|" * 15)
+    print("| study | trials | datasets | exit | wall min | trials/s | driver CPU s/trial | driver peak MB | to final s | "
+          "MLflow s/trial | read s | summary s | report s | runs | duplicates | RUNNING | same answer |")
+    print("|" + "---|" * 17)
     for r in rows:
         ph = r["phases"]
-        print(f"| {r['trials']} | {r['datasets']} | {r['exit']} | {r['wall_s'] / 60:.1f} | {r['trials_per_s']:.2f} | "
+        print(f"| {r['study']} | {r['trials']} | {r['datasets']} | {r.get('killed_exit', '')} {r['exit']} | {r['wall_s'] / 60:.1f} | {r['trials_per_s']:.2f} | "
               f"{r['driver_cpu_s_per_trial']:.3f} | {r['peak_mb']:.0f} | {r['to_final_s']:.2f} | "
               f"{r['mlflow_s_per_trial']:.2f} | {ph.get('reading', float('nan')):.0f} | "
               f"{ph.get('summary', float('nan')):.0f} | {ph.get('report', float('nan')):.0f} | {r['runs']} | "
-              f"{r['duplicates']} | {r['running']} |")
+              f"{r['duplicates']} | {r['running']} | {r.get('same_answer', '')} |")
 
 
 if __name__ == "__main__":
