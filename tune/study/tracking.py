@@ -25,7 +25,7 @@ from ray.tune import Callback
 from results.contract import (CONFIG_TAG, DATA_CONTEXT_TAG, DATASET_TAG, ERROR_TAG, EXPERIMENT_KIND,
                               EXPERIMENT_KIND_TAG, GIT_BRANCH_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, KEY_TAG, MLFLOW_S,
                               PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SOURCE_NAME_TAG, SOURCE_TYPE_TAG,
-                              STUDY_TAG, TEST_SVM, TRIAL_TAG, USER_TAG, config_id, trial_key)
+                              STUDY_TAG, TEST_SVM, TRIAL_TAG, FAILED_KEY, USER_TAG, config_id, trial_key)
 from tune.study.interrupts import guarded, store_identity, store_lost
 from tune.study.retry import StoreUnavailable, retrying_client
 
@@ -179,9 +179,9 @@ class TrialRun:
                  unused: tuple[str, ...] = ()):
         started = time.perf_counter()
         self.client = retrying_client(tracking_uri)
-        found = self.client.search_runs(
-            [experiment_id], f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1) or self.client.search_runs(
-            [experiment_id], f"tags.`{KEY_TAG}` = '{trial_key(params)}'", max_results=1)
+        # by its key (dataset, configuration, seed): the same for a retried trial and for one that comes back
+        # under a new trial id after a driver kill; one search per trial start
+        found = self.client.search_runs([experiment_id], f"tags.`{KEY_TAG}` = '{trial_key(params)}'", max_results=1)
         if found:
             self.run = found[0]
             self.client.set_tag(self.run_id, TRIAL_TAG, trial_id)
@@ -305,7 +305,10 @@ class TrialStatus(Callback):
 
     @guarded
     def on_trial_complete(self, iteration, trials, trial, **info):
-        epochs = (trial.last_result or {}).get("epochs_done")
+        last = trial.last_result or {}
+        if TEST_SVM in last or FAILED_KEY in last:
+            return      # it reached its end and closed its own run: no store lookup per trial (archive scale)
+        epochs = last.get("epochs_done")
         reason = (f"stopped early at epoch {epochs} by the early-stopping scheduler: its validation score "
                   f"was below the rung of the trials of its dataset and method" if self.early_stopping and epochs
                   else "stopped by Tune before it finished")
