@@ -191,6 +191,7 @@ def measure(args, uri: str, name: str, datasets: list[str], result: dict, refere
     row = {"study": name, "trials": len(datasets) * PER_DATASET, "datasets": len(datasets), **result,
            **store_counts(uri, name)}
     row["driver_cpu_s_per_trial"] = row["cpu_s"] / row["trials"]
+    row["extra"] = row["runs"] - row["trials"]          # runs beyond the plan (lost ones: negative)
     if reference is not None:
         row["same_answer"] = answers(uri, name) == reference
     print(json.dumps({k: v for k, v in row.items() if k != "tail"}), flush=True)
@@ -245,14 +246,14 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
     print("| study | trials | datasets | exit | wall min | trials/s | driver CPU s/trial | driver peak MB | to final s | "
-          "MLflow s/trial | read s | summary s | report s | runs | duplicates | RUNNING | same answer |")
-    print("|" + "---|" * 17)
+          "MLflow s/trial | read s | summary s | report s | runs | extra | duplicates | RUNNING | same answer |")
+    print("|" + "---|" * 18)
     for r in rows:
         ph = r["phases"]
         print(f"| {r['study']} | {r['trials']} | {r['datasets']} | {r.get('killed_exit', '')} {r['exit']} | {r['wall_s'] / 60:.1f} | {r['trials_per_s']:.2f} | "
               f"{r['driver_cpu_s_per_trial']:.3f} | {r['peak_mb']:.0f} | {r['to_final_s']:.2f} | "
               f"{r['mlflow_s_per_trial']:.2f} | {ph.get('reading', float('nan')):.0f} | "
-              f"{ph.get('summary', float('nan')):.0f} | {ph.get('report', float('nan')):.0f} | {r['runs']} | "
+              f"{ph.get('summary', float('nan')):.0f} | {ph.get('report', float('nan')):.0f} | {r['runs']} | {r['extra']} | "
               f"{r['duplicates']} | {r['running']} | {r.get('same_answer', '')} |")
 
 

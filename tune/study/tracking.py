@@ -179,9 +179,9 @@ class TrialRun:
                  unused: tuple[str, ...] = ()):
         started = time.perf_counter()
         self.client = retrying_client(tracking_uri)
-        # by its key (dataset, configuration, seed): the same for a retried trial and for one that comes back
-        # under a new trial id after a driver kill; one search per trial start
-        found = self.client.search_runs([experiment_id], f"tags.`{KEY_TAG}` = '{trial_key(params)}'", max_results=1)
+        found = self.client.search_runs(
+            [experiment_id], f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1) or self.client.search_runs(
+            [experiment_id], f"tags.`{KEY_TAG}` = '{trial_key(params)}'", max_results=1)
         if found:
             self.run = found[0]
             self.client.set_tag(self.run_id, TRIAL_TAG, trial_id)
