@@ -15,9 +15,9 @@ def test_durations_read_at_their_scale():
 
 
 def test_eta_uses_the_mean_trial_time_and_the_slots():
-    assert eta([10.0, 20.0], remaining=4, slots=2) == 30.0         # 2 rounds of 15 s
-    assert eta([10.0], remaining=3, slots=2) == 20.0               # a partial round is a round
-    assert eta([10.0], remaining=0, slots=2) == 0.0 and math.isnan(eta([], remaining=2, slots=2))
+    assert eta(15.0, remaining=4, slots=2) == 30.0                 # 2 rounds of 15 s
+    assert eta(10.0, remaining=3, slots=2) == 20.0                 # a partial round is a round
+    assert eta(10.0, remaining=0, slots=2) == 0.0
 
 
 def test_a_trial_line_names_dataset_configuration_seed_objective_duration_and_eta():
