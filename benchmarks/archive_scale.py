@@ -72,6 +72,8 @@ def ray_cluster(nodes: int, cpus: int, logs: Path):
                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         return procs[-1]
 
+    # a fresh machine has no token yet and `ray start --head` does not write one: the joining nodes need it
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env(), capture_output=True, check=True)
     try:
         launch(["--head", "--port", str(port), "--num-cpus", str(cpus), "--temp-dir", str(temp),
                 "--dashboard-host", "127.0.0.1", "--dashboard-port", str(free_port())], "head")

@@ -10,6 +10,7 @@ server cases start `mlflow server` on a free local port.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -230,6 +231,54 @@ def case_server_away(root):
     return outage_case(root, 90, 20)
 
 
+@contextlib.contextmanager
+def small_disk(path: Path, size: str = "400M"):
+    """A tmpfs mounted at `path` (needs root): a results disk this case can fill or make read-only."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True,
+                   capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(folder: Path) -> None:
+    """Write zeros into `folder` until its disk is full."""
+    with contextlib.suppress(OSError), open(folder / "filler", "wb") as fh:
+        while True:
+            fh.write(bytes(1 << 20))
+            fh.flush()
+
+
+def disk_case(root, name: str, break_disk, mend_disk):
+    """A smoke study whose results disk breaks after the first checkpoint, then is mended and resumed; the
+    counts are read before the disk goes away."""
+    s = Study(root, name, SSLVQ_MLFLOW_RETRY_S="60")
+    with small_disk(s.results):
+        proc = s.start(*SMOKE)
+        s.wait_checkpoint(proc)
+        break_disk(s.results)
+        first = s.finish(proc)
+        stopped = (s.err_lines, s.counts()[0], s.last)
+        mend_disk(s.results)
+        second = s.run("--resume")
+        s.final_counts = s.counts()
+    return f"{first} -> {second}", f"{stopped[0]} -> {s.err_lines}", f"{stopped[1]} -> {s.final_counts[0]}", s, stopped[2]
+
+
+def case_disk_full(root):
+    """The results disk full after the first checkpoint (MLflow retries: 60 s), then space freed and --resume."""
+    return disk_case(root, "full", fill, lambda folder: (folder / "filler").unlink())
+
+
+def case_results_read_only(root):
+    """The results folder's disk turned read-only after the first checkpoint, then writable and --resume."""
+    def remount(mode):
+        return lambda folder: subprocess.run(["mount", "-o", f"remount,{mode}", str(folder)], check=True)
+    return disk_case(root, "readonly", remount("ro"), remount("rw"))
+
+
 def case_train_one_short(root):
     """python -m tune.train_one on series shorter than the STFT window needs."""
     proc = subprocess.run([PY, "-m", "tune.train_one", "--dataset", "GunPoint", "--set", "tokenizer.n_fft=512"],
@@ -262,7 +311,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix=f"fault-{name}-") as d:
             started = time.monotonic()
             code, lines, running, study, last = CASES[name](Path(d))
-            counts = study.counts() if study else ("-", "-", "-")
+            counts = getattr(study, "final_counts", None) or (study.counts() if study else ("-", "-", "-"))
             running = running if running is not None else counts[0]
             print(f"| {name} | {code} | {lines} | {running} | {counts[1]} | {counts[2]} | "
                   f"{last.replace('|', '/')} ({time.monotonic() - started:.0f} s) |", flush=True)

@@ -93,6 +93,8 @@ def cluster(tmp_path):
         procs.append(subprocess.Popen(args, env={**env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True))
 
+    # a fresh machine has no token yet and `ray start --head` does not write one: the joining node needs it
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True, check=True)
     try:
         launch([str(BIN / "ray"), "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
                 "--temp-dir", str(temp), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),

@@ -3,7 +3,11 @@ writes every trial once through it. The study is simulated (`--simulate`): the s
 what is tested; its trials write the same runs, params, per-epoch metrics and artifacts as real ones."""
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -17,10 +21,17 @@ pytestmark = [pytest.mark.slow,
                                                                 "`apt install postgresql` to run this test")]
 
 
-def test_a_study_on_a_postgresql_backed_server(tmp_path):
-    import subprocess
+@pytest.fixture
+def db_folder():
+    """A folder the postgres user can reach (pytest's temp folders are private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="pg-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
-    with postgres(tmp_path / "db") as db, mlflow_server(db, (tmp_path / "mlartifacts").as_uri(), workers=2,
+
+def test_a_study_on_a_postgresql_backed_server(tmp_path, db_folder):
+    with postgres(db_folder) as db, mlflow_server(db, (tmp_path / "mlartifacts").as_uri(), workers=2,
                                                          log=tmp_path / "server.log") as uri:
         proc = subprocess.run([sys.executable, str(CLI), "--results-dir", str(tmp_path / "results"), "--space",
                                "aug_weight", "--grid", "--datasets", "GunPoint,Coffee", "--seeds", "2", "--simulate",

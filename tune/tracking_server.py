@@ -72,6 +72,10 @@ def postgres(data: Path, port: int | None = None, max_connections: int = 400) ->
         cluster.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(cluster, "postgres", "postgres")
+            if subprocess.run(_as_db_user(["test", "-w", str(cluster)])).returncode != 0:
+                raise RuntimeError(f"PostgreSQL runs as the postgres user, which cannot reach {cluster} (a parent "
+                                   f"folder is private, e.g. /root or pytest's temp): choose a --data folder it can "
+                                   f"traverse, e.g. /var/lib/mlflow-pg")
         subprocess.run(_as_db_user([str(bin_dir / "initdb"), "-D", str(cluster), "-U", "postgres", "--auth=trust",
                                     "-E", "UTF8"]), check=True, capture_output=True)
     options = f"-p {port} -k {cluster} -c listen_addresses=127.0.0.1 -c max_connections={max_connections}"
