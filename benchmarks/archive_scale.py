@@ -209,6 +209,23 @@ def answers(uri: str, name: str) -> dict[str, dict[str, str]]:
             for r in parents}
 
 
+def fault_rows(args, address: str, workers: list, uri: str, work: Path, datasets: list[str], reference: dict) -> list:
+    """The smallest study again with a worker node killed at half its trials, and with the driver killed at
+    half and then resumed: each must run every trial once and give the reference's answer."""
+    size = len(datasets) * PER_DATASET
+    half, rows = size // 2, []
+    name = f"node-lost-{size}"
+    result = run_study(args, address, uri, work, name, datasets,
+                       kill_after=(half, lambda proc: os.killpg(workers[-1].pid, signal.SIGKILL)))
+    rows.append(measure(args, uri, name, datasets, result, reference))
+    name = f"driver-killed-{size}"
+    killed = run_study(args, address, uri, work, name, datasets, kill_after=(half, lambda proc: proc.kill()))
+    resumed = run_study(args, address, uri, work, name, datasets, extra=["--resume"])
+    rows.append(measure(args, uri, name, datasets, {**resumed, "killed_exit": killed["exit"],
+                                                    "cpu_s": killed["cpu_s"] + resumed["cpu_s"]}, reference))
+    return rows
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # stop the cluster and the store on a kill too
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,18 +250,10 @@ def main() -> None:
             datasets = archive_names(max(1, round(size / PER_DATASET)))
             name = f"scale-{len(datasets) * PER_DATASET}"
             rows.append(measure(args, uri, name, datasets, run_study(args, address, uri, work, name, datasets)))
-        if args.faults:
+        if args.faults:       # last: the lost node does not come back
             datasets = archive_names(max(1, round(sizes[0] / PER_DATASET)))
-            half, reference = len(datasets) * PER_DATASET // 2, answers(uri, f"scale-{len(datasets) * PER_DATASET}")
-            name = f"node-lost-{len(datasets) * PER_DATASET}"
-            result = run_study(args, address, uri, work, name, datasets,
-                               kill_after=(half, lambda proc: os.killpg(workers[-1].pid, signal.SIGKILL)))
-            rows.append(measure(args, uri, name, datasets, result, reference))
-            name = f"driver-killed-{len(datasets) * PER_DATASET}"
-            killed = run_study(args, address, uri, work, name, datasets, kill_after=(half, lambda proc: proc.kill()))
-            resumed = run_study(args, address, uri, work, name, datasets, extra=["--resume"])
-            rows.append(measure(args, uri, name, datasets, {**resumed, "killed_exit": killed["exit"],
-                                                            "cpu_s": killed["cpu_s"] + resumed["cpu_s"]}, reference))
+            rows += fault_rows(args, address, workers, uri, work, datasets,
+                               answers(uri, f"scale-{len(datasets) * PER_DATASET}"))
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
     print("| study | trials | datasets | exit | wall min | trials/s | driver CPU s/trial | driver peak MB | to final s | "

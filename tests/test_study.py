@@ -133,6 +133,11 @@ def test_ray_train_executor_on_cpu(tmp_path):
     assert all(CONTRACT <= c.data.metrics.keys() for c in children)
     with_gen = [c for c in children if "gen/fid" in c.data.metrics]        # the baseline and vibcreg's selection
     assert sorted(c.data.params["ssl_method"] for c in with_gen) == ["none", "vibcreg"]
+    for c in with_gen:                                                     # GunPoint has 2 classes
+        m = c.data.metrics
+        assert m["gen/fid"] >= 0 and 1 <= m["gen/is"] <= 2 and 0 <= m["gen/cas"] <= 1
+        assert m["gen/fid_low"] <= m["gen/fid"] <= m["gen/fid_high"]
+        assert "plots/samples.png" in {a.path for a in client(tmp_path).list_artifacts(c.info.run_id, "plots")}
     storage = tmp_path / "ray_results" / "train-path-train"                # Ray Train's own run storage
     assert {p.name for p in storage.iterdir() if p.name.startswith("stage2-")} == {
         f"stage2-{c.data.tags['ray.trial_id']}" for c in with_gen}
@@ -166,20 +171,3 @@ def test_kill_and_resume_neither_loses_nor_repeats_trials(tmp_path):
     for key, run_id in finished_before.items():                           # finished trials were not re-trained
         history = client(tmp_path).get_metric_history(run_id, "train/loss")
         assert sorted(m.step for m in history) == [1, 2, 3], (key, history)
-
-
-def test_stage2_for_the_best_tokenizer_per_method(tmp_path):
-    proc = cli(tmp_path, "--space", "aug_weight", "--budget", "smoke", "--set", "proj_dim=64", "--datasets",
-               "ItalyPowerDemand", "--num-samples", "2", "--search-seed", "1", "--stage2", "best", "--name", "gen")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    children = runs(tmp_path, "gen", "trial")
-    assert len(children) == 1 + 4                                  # the baseline and every (method, set) cell
-    with_gen = [c for c in children if "gen/fid" in c.data.metrics]       # one selection per SSL method, every seed
-    assert sorted(c.data.params["ssl_method"] for c in with_gen) == ["barlowtwins", "none", "vibcreg"]
-    n_classes = 2
-    for c in with_gen:
-        m = c.data.metrics
-        assert m["gen/fid"] >= 0 and 1 <= m["gen/is"] <= n_classes and 0 <= m["gen/cas"] <= 1
-        assert m["gen/fid_low"] <= m["gen/fid"] <= m["gen/fid_high"]
-        arts = {a.path for a in client(tmp_path).list_artifacts(c.info.run_id, "plots")}
-        assert "plots/samples.png" in arts

@@ -86,3 +86,19 @@ def test_a_trial_run_records_name_code_version_dataset_and_only_params_that_appl
     StudyTracker(uri, "ui", None)
     assert client.get_experiment(tracker.experiment_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
     assert dataset_input(data).dataset.digest == ds.digest
+
+
+def test_a_resumed_trial_does_not_write_the_epochs_its_run_already_holds(tmp_path: Path):
+    """A trial restored from a checkpoint older than its last flush trains epochs 3-4 again: written once."""
+    uri = default_tracking_uri(tmp_path)
+    tracker = StudyTracker(uri, "resumed", artifact_root(uri, tmp_path, "resumed"))
+    parent = tracker.parent_run("GunPoint", {"seeds": 1})
+    params = {"dataset": "GunPoint", "ssl_method": "none", "seed": 0}
+    first = TrialRun(uri, tracker.experiment_id, parent, "t1", "none s0", params)
+    for epoch in range(1, 5):
+        first.log_metrics({"train/loss": 1.0 / epoch}, epoch, flush=epoch == 4)
+    again = TrialRun(uri, tracker.experiment_id, parent, "t1", "none s0", params)   # from the epoch-2 checkpoint
+    for epoch in range(3, 7):
+        again.log_metrics({"train/loss": 9.0}, epoch, flush=epoch in (4, 6))
+    history = MlflowClient(uri).get_metric_history(first.run_id, "train/loss")
+    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 0.5), (3, 1 / 3), (4, 0.25), (5, 9.0), (6, 9.0)]

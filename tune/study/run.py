@@ -24,6 +24,7 @@ from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
 from tune.study.preflight import check_node_resources, ray_node_resources
 from tune.study.retry import StoreUnavailable
 from tune.study.tracking import TrialStatus, artifact_root, code_version_tags
+from tune.study.trial_storage import DropEndedTrialCheckpoints
 
 MODE = "max"
 DISK_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
@@ -186,7 +187,8 @@ def _tuner(plan: StudyPlan, trainable, slots: int, reporter, ray_progress: bool)
     lines = None if ray_progress else TrialLines(
         plan.total_trials, slots, [m for m, _ in plan.objective_specs],
         {ds: plan.per_dataset[ds]["epochs"] for ds in plan.datasets})
-    callbacks = [TrialStatus(plan.tracking_uri, plan.name, plan.early_stopping)] + ([lines] if lines else [])
+    callbacks = [TrialStatus(plan.tracking_uri, plan.name, plan.early_stopping), DropEndedTrialCheckpoints()] + \
+        ([lines] if lines else [])
     searcher = StudySearch(plan.datasets, plan.cells, seeds=plan.seeds, metric=[m for m, _ in plan.objective_specs],
                            mode=[mode for _, mode in plan.objective_specs], seed=plan.search_seed,
                            base={ds: plan.dataset_config(ds) for ds in plan.datasets})
@@ -201,7 +203,7 @@ def _tuner(plan: StudyPlan, trainable, slots: int, reporter, ray_progress: bool)
             name=plan.name, storage_path=str(plan.storage), verbose=1 if ray_progress else 0,
             progress_reporter=reporter,
             failure_config=tune.FailureConfig(max_failures=2),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),   # see tune.study.trial_storage
             callbacks=callbacks))
     return tuner, searcher
 

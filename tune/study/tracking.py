@@ -25,7 +25,7 @@ from ray.tune import Callback
 from results.contract import (CONFIG_TAG, DATA_CONTEXT_TAG, DATASET_TAG, ERROR_TAG, EXPERIMENT_KIND,
                               EXPERIMENT_KIND_TAG, GIT_BRANCH_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, KEY_TAG, MLFLOW_S,
                               PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SOURCE_NAME_TAG, SOURCE_TYPE_TAG,
-                              STUDY_TAG, TEST_SVM, TRIAL_TAG, FAILED_KEY, USER_TAG, config_id, trial_key)
+                              STUDY_TAG, TEST_SVM, TRAIN_LOSS, TRIAL_TAG, FAILED_KEY, USER_TAG, config_id, trial_key)
 from tune.study.interrupts import guarded, store_identity, store_lost
 from tune.study.retry import StoreUnavailable, retrying_client
 
@@ -186,6 +186,9 @@ class TrialRun:
             self.run = found[0]
             self.client.set_tag(self.run_id, TRIAL_TAG, trial_id)
             if self.run.info.status != "FINISHED":
+                # epochs already written: a trial resumed from an older Tune checkpoint trains them again
+                self.logged_through = max((m.step for m in self.client.get_metric_history(self.run_id, TRAIN_LOSS)),
+                                          default=0)
                 self.client.update_run(self.run_id, status="RUNNING")
                 if ERROR_TAG in self.run.data.tags:      # why it stopped before (an interrupt): no longer true
                     self.client.delete_tag(self.run_id, ERROR_TAG)
@@ -217,8 +220,16 @@ class TrialRun:
         with self._timed():
             self.client.log_inputs(self.run_id, datasets=[dataset_input(data)])
 
+    logged_through = 0    # the last epoch of a reopened run whose metrics are in the store
+
     def log_metrics(self, metrics: dict[str, Any], step: int, flush: bool = False) -> None:
-        """Buffer per-epoch metrics; write them in one batch at evaluations (SQLite writes cost ms each)."""
+        """Buffer per-epoch metrics; write them in one batch at evaluations (SQLite writes cost ms each).
+        An epoch the run already holds (a resumed trial repeating the epochs after its checkpoint) is not
+        written twice."""
+        if TRAIN_LOSS in metrics and step <= self.logged_through:
+            if flush:
+                self.flush()
+            return
         ts = _now()
         self._pending += [Metric(k, v, ts, step) for k, v in numeric(metrics).items()]
         if flush:
