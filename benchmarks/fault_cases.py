@@ -5,7 +5,8 @@ resume, where the case resumes). docs/faults.md holds its output.
     python benchmarks/fault_cases.py [--only NAME,...] [--list]
 
 A case that resumes reports both exits ("130 -> 0"). Needs ~2 min per study on 2 cores; the MLflow
-server cases start `mlflow server` on a free local port.
+server cases start `mlflow server` on a free local port; the disk cases mount a small tmpfs as the
+results folder, so they need root (elsewhere they fail at the mount, and say so in their row).
 """
 from __future__ import annotations
 
