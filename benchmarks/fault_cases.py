@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 SMOKE = ["--space", "aug_weight", "--budget", "smoke", "--datasets", "GunPoint", "--set", "epochs=10", "--no-report"]
-PLANNED = 3
+PLANNED = 5          # the smoke budget's baseline and one configuration per (method, set) cell
 
 
 def env(**extra) -> dict:
@@ -54,16 +54,19 @@ class Study:
 
     def start(self, *extra):
         self.err_file = open(self.root / f"{self.name}.err", "w+")
-        return subprocess.Popen(self.args(*extra), cwd=REPO, env=self.env, stdout=subprocess.DEVNULL,
+        self.out_path = self.root / f"{self.name}.out"
+        return subprocess.Popen(self.args(*extra), cwd=REPO, env=self.env, stdout=open(self.out_path, "w"),
                                 stderr=self.err_file, text=True, start_new_session=True)
 
     def wait_checkpoint(self, proc, timeout=400) -> None:
+        """Until the console's first trial line (a trial ended, so it checkpointed): Ray no longer logs
+        its checkpoints by default, so the console is the signal."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and proc.poll() is None:
-            self.err_file.seek(0)
-            if "Checkpoint successfully created" in self.err_file.read():
+            if any(line.startswith("[") and "/" in line.split("]")[0] for line in self.out_path.read_text().splitlines()):
                 return
             time.sleep(0.5)
+        raise RuntimeError(f"no trial ended within {timeout} s (exit {proc.poll()}): the fault would come too late")
 
     def finish(self, proc, timeout=900) -> int:
         code = proc.wait(timeout=timeout)
