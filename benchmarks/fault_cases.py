@@ -6,7 +6,7 @@ resume, where the case resumes). docs/faults.md holds its output.
 
 A case that resumes reports both exits ("130 -> 0"). Needs ~2 min per study on 2 cores; the MLflow
 server cases start `mlflow server` on a free local port; the disk cases mount a small tmpfs as the
-results folder, so they need root (elsewhere they fail at the mount, and say so in their row).
+results folder (and chattr), so they need root (elsewhere they fail at the mount, and say so in their row).
 """
 from __future__ import annotations
 
@@ -237,7 +237,7 @@ def case_server_away(root):
 
 @contextlib.contextmanager
 def small_disk(path: Path, size: str = "400M"):
-    """A tmpfs mounted at `path` (needs root): a results disk this case can fill or make read-only."""
+    """A tmpfs mounted at `path` (needs root): a results disk this case can fill."""
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True,
                    capture_output=True)
@@ -276,11 +276,13 @@ def case_disk_full(root):
     return disk_case(root, "full", fill, lambda folder: (folder / "filler").unlink())
 
 
-def case_results_read_only(root):
-    """The results folder's disk turned read-only after the first checkpoint, then writable and --resume."""
-    def remount(mode):
-        return lambda folder: subprocess.run(["mount", "-o", f"remount,{mode}", str(folder)], check=True)
-    return disk_case(root, "readonly", remount("ro"), remount("rw"))
+def case_results_not_writable(root):
+    """The results folder made unwritable after the first checkpoint (chattr -R +i: no file in it created or
+    opened for writing, what a folder whose permissions changed is to a non-root user; a tmpfs cannot be
+    remounted read-only while the store is open), then writable again and --resume."""
+    def attribute(flag):
+        return lambda folder: subprocess.run(["chattr", "-R", flag, str(folder)], check=True, capture_output=True)
+    return disk_case(root, "unwritable", attribute("+i"), attribute("-i"))
 
 
 def case_train_one_short(root):

@@ -4,8 +4,10 @@ undefined objective, the exit code, and the entry points' one-line errors."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import pickle
 import signal
 
 import numpy as np
@@ -18,7 +20,7 @@ from results.cli import run_cli
 from results.errors import UsageError
 from results.report import main as report_main
 from tune.study import interrupts
-from tune.study.interrupts import STOP, StudyStopped, guarded, store_identity, store_lost
+from tune.study.interrupts import STOP, StudyStopped, guarded, store_identity, store_lost, study_failure
 from tune.study.plan import SETTINGS_FILE, restore_settings
 from tune.study.preflight import check_node_resources
 from tune.study.retry import RetryingClient, StoreUnavailable, retry_seconds, transient, with_retries
@@ -170,11 +172,31 @@ def test_resume_refuses_a_flag_that_contradicts_the_study(tmp_path, flag, value,
     assert "\n" not in str(err.value)
 
 
-def test_a_truncated_tune_state_is_refused(tmp_path):
+@pytest.mark.parametrize("name, text", [("experiment_state-2026.json", '{"trial_data": [["a"'),
+                                        ("searcher-state-2026.pkl", pickle.dumps({"asked": 3})[:-5])])
+def test_a_truncated_tune_state_is_refused(tmp_path, name, text):
     check_tune_state(tmp_path)                                  # none: Tuner.can_restore's business
-    (tmp_path / "experiment_state-2026.json").write_text('{"trial_data": [["a"')
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
     with pytest.raises(UsageError, match="Tune state .* is damaged"):
         check_tune_state(tmp_path)
+
+
+def test_a_trial_failed_by_the_store_or_the_disk_stops_the_study_not_the_trial():
+    """Tune would retry such a trial into the same failure; the study stops with one line instead."""
+    from ray.exceptions import RayTaskError
+
+    def as_trial_error(err):     # what Tune pickles for a failed trial: the trial's exception as a RayTaskError's cause
+        return RayTaskError("train", "Traceback ...", err)
+
+    store = study_failure(as_trial_error(StoreUnavailable("the MLflow store x failed for 60 s (log_batch: full)")))
+    assert store.startswith("the MLflow store x failed") and "\n" not in store
+    disk = study_failure(as_trial_error(OSError(errno.ENOSPC, "No space left on device", "/r/ckpt")))
+    assert disk.startswith("cannot write /r/ckpt (No space left on device)")
+    assert study_failure(OSError(errno.EROFS, "Read-only file system"))
+    assert study_failure(as_trial_error(ValueError("nan loss"))) == ""        # the trial's own failure: retried
+    assert study_failure(as_trial_error(OSError(errno.ENOENT, "No such file"))) == ""
+    assert study_failure(None) == ""
 
 
 def test_resources_no_node_can_give_are_refused_in_one_line():

@@ -19,7 +19,8 @@ from ray.tune import Callback, ProgressReporter
 from results.contract import (BASELINE_PREFIX, BEST_SSL_PREFIX, FAILED_KEY, PLUMBING_BUDGETS, TEST_SVM, run_label,
                               summary_key)
 
-QUIET_LOGGERS = ("ray.tune", "ray.train", "ray.air", "mlflow")
+QUIET_LOGGERS = ("ray.tune", "ray.train", "ray.air", "mlflow",
+                 "ray._private.authentication")    # "Token authentication is enabled": the dashboard line says so
 QUIET_WARNINGS = ("Target and region quantiles select the same set of trials",)   # Optuna's importances, tiny studies
 
 
@@ -35,13 +36,16 @@ class Silent(ProgressReporter):
 
 def quiet() -> Silent:
     """Driver side: Tune's reporter off (its experiment box and per-trial tables: the legacy output path,
-    which takes a ProgressReporter, with Silent), Ray and MLflow loggers at warnings, no MLflow artifact
-    progress bars. Trial processes' output stays in Ray's log files (ray.init(log_to_driver=False)).
-    Returns the reporter for tune.RunConfig(progress_reporter=...)."""
+    which takes a ProgressReporter, with Silent), Ray's and MLflow's driver loggers off (a failed trial's
+    traceback is its MLflow run's error tag and its error.txt under ray_results: the console has its line;
+    a failed store or disk would print one traceback per retry, thousands of lines, where the study prints
+    one), no MLflow artifact progress bars. Trial processes' output stays in Ray's log files
+    (ray.init(log_to_driver=False)). Returns the reporter for tune.RunConfig(progress_reporter=...)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")     # a stopped trial's error, logged by Ray again
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     return Silent()

@@ -13,6 +13,7 @@ reason as their `error` tag; the parents too, tagged INTERRUPTED_TAG) and exits 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import signal
@@ -26,6 +27,7 @@ from tune.study.retry import StoreUnavailable, first_line, transient
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 STORE_EXIT = 1
+DISK_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}   # a full or unwritable disk
 
 
 class StudyStopped(BaseException):
@@ -56,6 +58,22 @@ class StopRequest:
 
 
 STOP = StopRequest()    # one per driver process; Tune callbacks restored by --resume find it here too
+
+
+def disk_failure(err: BaseException) -> str:
+    """The stop reason when `err` is a full or unwritable disk ("" otherwise)."""
+    if not isinstance(err, OSError) or err.errno not in DISK_ERRNOS:
+        return ""
+    return f"cannot write {err.filename or 'the study outputs'} ({err.strerror}); the finished trials are kept"
+
+
+def study_failure(err: BaseException | None) -> str:
+    """The stop reason when a trial failed for the study's sake (its tracking store away, its disk full or
+    read-only), "" when for its own: Tune would retry the trial into the same failure, trial after trial."""
+    cause = getattr(err, "cause", None) or err       # a RayTaskError holds the trial's exception as its cause
+    if isinstance(cause, StoreUnavailable):
+        return str(cause)
+    return disk_failure(cause) if isinstance(cause, BaseException) else ""
 
 
 def _on_signal(signum, frame) -> None:
@@ -157,6 +175,15 @@ def store_lost(client, uri: str, identity, experiment_id: str, study: str, paren
 def close_stopped(client, experiment_id: str, parents: dict[str, str], reason: str, note: str) -> int:
     """End the study's RUNNING trial runs KILLED with `reason` as their error tag, tag every parent with
     `note` and end it KILLED; returns how many trial runs were closed."""
+    closed = close_running_trials(client, experiment_id, parents, reason)
+    for run_id in parents.values():
+        client.set_tag(run_id, INTERRUPTED_TAG, note)
+        client.set_terminated(run_id, "KILLED")
+    return closed
+
+
+def close_running_trials(client, experiment_id: str, parents: dict[str, str], reason: str) -> int:
+    """End the study's RUNNING trial runs KILLED with `reason` as their error tag; returns how many."""
     closed = 0
     for run_id in parents.values():
         kids = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{run_id}' and "
@@ -166,13 +193,14 @@ def close_stopped(client, experiment_id: str, parents: dict[str, str], reason: s
             client.set_tag(run.info.run_id, ERROR_TAG, reason)
             client.set_terminated(run.info.run_id, "KILLED")
             closed += 1
-        client.set_tag(run_id, INTERRUPTED_TAG, note)
-        client.set_terminated(run_id, "KILLED")
     return closed
 
 
-def clear_stopped(client, parents: dict[str, str]) -> None:
-    """A resumed study is no longer interrupted: drop the parents' INTERRUPTED_TAG (where it was set)."""
+def clear_stopped(client, experiment_id: str, parents: dict[str, str]) -> None:
+    """A resumed study is no longer interrupted: drop the parents' INTERRUPTED_TAG (where it was set), and end
+    KILLED the trial runs its stop could not close (the store was away or full); a trial that runs again
+    reopens its own run."""
+    close_running_trials(client, experiment_id, parents, "its study stopped before this run could be closed")
     for run_id in parents.values():
         if INTERRUPTED_TAG in client.get_run(run_id).data.tags:
             client.delete_tag(run_id, INTERRUPTED_TAG)

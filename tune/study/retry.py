@@ -24,6 +24,9 @@ PERMANENT = {"RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "INVALID_PARA
              "INVALID_STATE", "PERMISSION_DENIED", "UNAUTHENTICATED", "NOT_FOUND", "FEATURE_DISABLED"}
 
 
+RESUME_HINT = "; the study stopped, continue it with --resume once the store is back"
+
+
 class StoreUnavailable(RuntimeError):
     """The tracking store stayed away for the whole retry window (or lost the study): one line naming it."""
 
@@ -45,8 +48,10 @@ def transient(err: BaseException) -> bool:
 
 
 def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
+    """The line of an error a reader needs: SQLAlchemy's first line can be a note on autoflush, its cause's
+    ("(sqlite3.OperationalError) database or disk is full") comes next."""
+    lines = [ln for ln in str(err).strip().splitlines() if ln.strip() and not ln.startswith("(raised as a result of")]
+    return lines[0][:200] if lines else type(err).__name__
 
 
 def with_retries(call: Callable[[], Any], *, store: str, what: str, seconds: float | None = None,
@@ -74,8 +79,7 @@ def with_retries(call: Callable[[], Any], *, store: str, what: str, seconds: flo
             waited = time.monotonic() - start
             if waited + delay > seconds:
                 raise StoreUnavailable(f"the MLflow store {store} failed for {waited:.0f} s ({what}: "
-                                       f"{first_line(err)}); the study stopped, continue it with --resume "
-                                       f"once the store is back") from None
+                                       f"{first_line(err)}){RESUME_HINT}") from None
             if attempt == 0:
                 print(f"warning: MLflow store {store} failed ({what}: {first_line(err)}); retrying for up to "
                       f"{seconds:.0f} s", file=sys.stderr, flush=True)

@@ -2,7 +2,6 @@
 stage 2 for the best tokenizers, the parent runs' summary and the report."""
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import tempfile
@@ -19,15 +18,14 @@ from tune.study.auth import TOKEN_FILE
 from tune.study.console import (TrialLines, answer_line, experiment_url, mlflow_ui_command, phase, quiet,
                                 start_lines)
 from tune.study.interrupts import (STOP, STORE_EXIT, StudyStopped, claim_signals, clear_stopped, close_stopped,
-                                   interrupted_note, stop_on_signals, tune_running)
+                                   disk_failure, interrupted_note, stop_on_signals, tune_running)
 from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
 from tune.study.preflight import check_node_resources, ray_node_resources
-from tune.study.retry import StoreUnavailable
+from tune.study.retry import RESUME_HINT, StoreUnavailable
 from tune.study.tracking import TrialStatus, artifact_root, code_version_tags
-from tune.study.trial_storage import DropEndedTrialCheckpoints
+from tune.study.trial_storage import DropEndedTrialCheckpoints, whole_files
 
 MODE = "max"
-DISK_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
 
 
 def run_study(plan: StudyPlan, ray_progress: bool = False) -> int:
@@ -41,10 +39,9 @@ def run_study(plan: StudyPlan, ray_progress: bool = False) -> int:
         except StoreUnavailable as err:
             stop.request(str(err), STORE_EXIT)
         except OSError as err:      # a full disk or a folder that stopped being writable: one line, like the store
-            if err.errno not in DISK_ERRORS:
+            if not disk_failure(err):
                 raise
-            stop.request(f"cannot write {err.filename or 'the study outputs'} ({err.strerror}); the finished trials "
-                         f"are kept", STORE_EXIT)
+            stop.request(disk_failure(err), STORE_EXIT)
         except StudyStopped:
             pass
         if stop:
@@ -91,7 +88,11 @@ def _run_study(plan: StudyPlan, state: dict, ray_progress: bool = False):
         print("\n".join(start_lines(plan.name, plan.total_trials, plan.datasets, slots, plan.tracking_uri,
                                     _dashboard(ctx), tracker.experiment_id)), flush=True)
         with tune_running():
-            tuner.fit()
+            try:
+                tuner.fit()
+            except Exception:
+                if not STOP:      # a study told to stop ends in _stopped(), whatever fit() raised on the way
+                    raise
         if STOP:      # fit() returned because the study was told to stop: _stopped() ends it
             return None
         runs = _stage2(plan, context)
@@ -143,7 +144,7 @@ def _open_tracking(plan: StudyPlan, state: dict):
                for ds in plan.datasets}
     state["parents"] = parents
     if plan.resume:
-        clear_stopped(tracker.client, parents)
+        clear_stopped(tracker.client, tracker.experiment_id, parents)
     context = TrialContext(tracking_uri=plan.tracking_uri, experiment_id=tracker.experiment_id,
                            parent_runs=parents, ucr_root=plan.ucr_root, cpus=plan.cpus_per_trial,
                            gpus=plan.gpus_per_trial, train_storage=str(plan.storage / f"{plan.name}-train"),
@@ -181,9 +182,10 @@ def _tuner(plan: StudyPlan, trainable, slots: int, reporter, ray_progress: bool)
 
     path = plan.storage / plan.name
     if plan.resume:
-        if not tune.Tuner.can_restore(str(path)):
+        if not tune.Tuner.can_restore(str(path), storage_filesystem=whole_files()):
             raise UsageError(f"study {plan.name} has no Tune state to resume at {path}; start it again without --resume")
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True), None
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True,
+                                  storage_filesystem=whole_files()), None
     lines = None if ray_progress else TrialLines(
         plan.total_trials, slots, [m for m, _ in plan.objective_specs],
         {ds: plan.per_dataset[ds]["epochs"] for ds in plan.datasets})
@@ -200,7 +202,8 @@ def _tuner(plan: StudyPlan, trainable, slots: int, reporter, ray_progress: bool)
             # a simulated trial's actor is reused: its start-up is a worker node's cost, not the driver's
             reuse_actors=bool(plan.simulate), trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=plan.name, storage_path=str(plan.storage), verbose=1 if ray_progress else 0,
+            name=plan.name, storage_path=str(plan.storage.resolve()), storage_filesystem=whole_files(),
+            verbose=1 if ray_progress else 0,
             progress_reporter=reporter,
             failure_config=tune.FailureConfig(max_failures=2),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),   # see tune.study.trial_storage
@@ -228,8 +231,9 @@ def _stopped(plan: StudyPlan, state: dict, reason: str, code: int) -> int:
     if code == STORE_EXIT or tracker is None or parents is None:
         if tracker is None and not plan.resume:
             release_study_folder(plan)
-        print(f"error: {reason}" + ("" if code == STORE_EXIT else f"; the study stopped before its first trial")
-              + (f"; continue it with: {resume}" if code == STORE_EXIT else ""), file=sys.stderr)
+        print(f"error: {reason.removesuffix(RESUME_HINT)}" + (f"; continue it with: {resume}" if code == STORE_EXIT
+                                                               else "; the study stopped before its first trial"),
+              file=sys.stderr)
         return code
     import signal
 
@@ -253,18 +257,24 @@ def _stopped(plan: StudyPlan, state: dict, reason: str, code: int) -> int:
 
 
 def check_tune_state(path: Path) -> None:
-    """Refuse to resume from a damaged Tune state (a truncated experiment state file, what a full disk
-    leaves): Tune would log "Failed to restore the run state" and start afresh, trials unrun."""
+    """Refuse to resume from a damaged Tune state (a truncated experiment or searcher state file: what a full
+    disk left before tune.study.trial_storage.whole_files): Tune would log "Failed to restore the run state"
+    and start afresh, trials unrun."""
     import json
+    import pickle
 
-    states = sorted(path.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
-    if not states:
-        return          # Tuner.can_restore says what is missing
-    try:
-        json.loads(states[-1].read_text())
-    except (OSError, ValueError) as err:
-        raise UsageError(f"the Tune state {states[-1]} of the study is damaged ({type(err).__name__}: "
-                         f"{_first_line(err)}); it cannot be resumed: start the study again under another --name") from None
+    for pattern, load in (("experiment_state-*.json", lambda f: json.loads(f.read_text())),
+                          ("search_gen_state-*.json", lambda f: pickle.loads(f.read_bytes())),   # pickled
+                          ("searcher-state-*.pkl", lambda f: pickle.loads(f.read_bytes()))):
+        states = sorted(path.glob(pattern), key=lambda p: p.stat().st_mtime)
+        if not states:
+            continue        # Tuner.can_restore says what is missing
+        try:
+            load(states[-1])
+        except Exception as err:  # noqa: BLE001 - whatever a damaged file raises
+            raise UsageError(f"the Tune state {states[-1]} of the study is damaged ({type(err).__name__}: "
+                             f"{_first_line(err)}); it cannot be resumed: start the study again under another "
+                             f"--name") from None
 
 
 def _finite_objectives(trials: pd.DataFrame) -> int:

@@ -26,7 +26,7 @@ from results.contract import (CONFIG_TAG, DATA_CONTEXT_TAG, DATASET_TAG, ERROR_T
                               EXPERIMENT_KIND_TAG, GIT_BRANCH_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, KEY_TAG, MLFLOW_S,
                               PARENT_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SOURCE_NAME_TAG, SOURCE_TYPE_TAG,
                               STUDY_TAG, TEST_SVM, TRAIN_LOSS, TRIAL_TAG, FAILED_KEY, USER_TAG, config_id, trial_key)
-from tune.study.interrupts import guarded, store_identity, store_lost
+from tune.study.interrupts import STOP, STORE_EXIT, guarded, store_identity, store_lost, study_failure
 from tune.study.retry import StoreUnavailable, retrying_client
 
 NODE_TAG = "ray.node_id"
@@ -308,7 +308,21 @@ class TrialStatus(Callback):
             raise StoreUnavailable(lost)
 
     @guarded
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._stop_for_study_failure(trial)
+
+    def _stop_for_study_failure(self, trial) -> bool:
+        """A trial failed because the study's store or disk did: stop the study (one line) instead of retrying
+        it, and of failing the next trials the same way."""
+        reason = study_failure(_trial_exception(trial))
+        if reason:
+            STOP.request(reason, STORE_EXIT)
+        return bool(reason)
+
+    @guarded
     def on_trial_error(self, iteration, trials, trial, **info):
+        if self._stop_for_study_failure(trial):
+            return      # the store or disk that failed it cannot take its close either: --resume closes it
         error = None
         if trial.error_file and Path(trial.error_file).exists():
             error = Path(trial.error_file).read_text()
@@ -324,3 +338,15 @@ class TrialStatus(Callback):
                   f"was below the rung of the trials of its dataset and method" if self.early_stopping and epochs
                   else "stopped by Tune before it finished")
         self._get().close_trial(trial.trial_id, "KILLED", error=reason)
+
+
+def _trial_exception(trial) -> BaseException | None:
+    """The exception of a trial's latest failure, as Tune pickled it (None where it could not)."""
+    import ray.cloudpickle as cloudpickle
+
+    path = trial.pickled_error_file
+    try:
+        with open(path, "rb") as fh:
+            return cloudpickle.load(fh)
+    except Exception:  # noqa: BLE001 - no pickled error (a lost actor) is no study failure
+        return None
