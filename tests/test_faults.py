@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -100,11 +101,31 @@ def test_a_deleted_and_recreated_sqlite_store_is_detected(tmp_path):
     exp = client.create_experiment("study")
     parent = client.create_run(exp).info.run_id
     identity = store_identity(uri)
-    assert store_lost(client, uri, identity, exp, "study", [parent]) == ""
+    assert store_lost(lambda: client, uri, identity, exp, "study", [parent]) == ""
     (tmp_path / "mlflow.db").unlink()           # this process keeps the deleted file open; a trial's recreates it
-    assert "deleted or replaced" in store_lost(client, uri, identity, exp, "study", [parent])
+    assert "deleted or replaced" in store_lost(lambda: client, uri, identity, exp, "study", [parent])
     empty = f"sqlite:///{tmp_path / 'empty.db'}"    # what the trials and a resumed study see: an empty store
-    assert "lost study study" in store_lost(MlflowClient(empty), empty, None, exp, "study", [parent])
+    assert "lost study study" in store_lost(lambda: MlflowClient(empty), empty, None, exp, "study", [parent])
+
+
+
+def test_the_driver_stops_the_study_within_a_check_of_the_store_file_being_deleted(tmp_path):
+    """The driver's check needs no store call to see the file replaced (a call could wait out the retries)."""
+    from tune.study.tracking import TrialStatus
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).create_experiment("study")
+    status = TrialStatus(uri, "study")
+    status.setup()
+    (tmp_path / "mlflow.db").unlink()
+    status._checked = 0.0                       # the next step checks
+    started = time.monotonic()
+    try:
+        status.on_step_end(1, [])
+        assert "deleted or replaced" in STOP.reason and STOP.code == interrupts.STORE_EXIT
+    finally:
+        STOP.reset()
+    assert time.monotonic() - started < 5
 
 
 class Callback:
@@ -262,3 +283,18 @@ def test_report_study_names_never_leave_the_results_dir(capsys, tmp_path):
     code, err = _cli(capsys, report_main, ["--study", "../../x", "--results-dir", str(tmp_path)])
     assert code == 2 and "study name '../../x' must be" in err and "\n" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_study_callbacks_only_define_hooks_tune_calls():
+    """A misnamed hook (on_step: Tune has on_step_begin / on_step_end) is never called, silently."""
+    from ray.tune import Callback as TuneCallback
+
+    from tune.study.console import TrialLines
+    from tune.study.tracking import TrialStatus
+    from tune.study.trial_storage import DropEndedTrialCheckpoints
+
+    hooks = {name for name in dir(TuneCallback) if name.startswith("on_")}
+    for callback in (TrialStatus, TrialLines, DropEndedTrialCheckpoints):
+        assert issubclass(callback, TuneCallback)
+        defined = {name for name in vars(callback) if name.startswith("on_")}
+        assert defined <= hooks, f"{callback.__name__}: {defined - hooks} are no Tune hooks"

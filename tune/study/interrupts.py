@@ -147,10 +147,11 @@ def store_identity(uri: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def store_lost(client, uri: str, identity, experiment_id: str, study: str, parents: list[str]) -> str:
+def store_lost(get_client, uri: str, identity, experiment_id: str, study: str, parents: list[str]) -> str:
     """Why the store no longer holds the study ("" when it does): its file replaced, the study's
     experiment or a parent run gone. Failures to reach it are the retries' business, not this check's:
-    pass a client without retries, so that the check never holds up Tune's loop."""
+    get_client() gives a client without retries, so that the check never holds up Tune's loop; it is
+    called after the file check, which needs no client (making one can wait on a broken store)."""
     from mlflow.exceptions import MlflowException
 
     if identity is not None and store_identity(uri) != identity:
@@ -159,6 +160,7 @@ def store_lost(client, uri: str, identity, experiment_id: str, study: str, paren
     lost = (f"the MLflow store {uri} lost study {study} (its experiment or parent runs vanished: a store "
             f"recreated empty?); the study stopped without writing into it")
     try:
+        client = get_client()
         exp = client.get_experiment(experiment_id)
         if exp is None or exp.name != study:
             return lost

@@ -294,15 +294,16 @@ class TrialStatus(Callback):
     @guarded
     def setup(self, **info):
         self._identity, self._checked = store_identity(self.tracking_uri), time.monotonic()
+        self._get()
 
     @guarded
-    def on_step(self, iteration, trials, **info):
+    def on_step_end(self, iteration, trials, **info):
         """Every CHECK_EVERY_S: does the store still hold the study? (a deleted SQLite file comes back empty)"""
         if time.monotonic() - getattr(self, "_checked", 0.0) < self.CHECK_EVERY_S:
             return
         self._checked = time.monotonic()
-        tracker = self._get()
-        lost = store_lost(tracker.client.raw, self.tracking_uri, getattr(self, "_identity", None),
+        tracker = self._get()       # made in setup(), while the store was whole
+        lost = store_lost(lambda: tracker.client.raw, self.tracking_uri, getattr(self, "_identity", None),
                           tracker.experiment_id, self.study, [])
         if lost:
             raise StoreUnavailable(lost)
