@@ -206,7 +206,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def outage_case(root, down_s, retry_s):
+def outage_case(root, down_s, retry_s, resume=False):
     port = _free_port()
     server = _server(root, port)
     _ready(port)
@@ -220,7 +220,13 @@ def outage_case(root, down_s, retry_s):
     try:
         _ready(port)
         code = s.finish(proc)
-        return code, s.err_lines, None, s, s.last
+        if not resume:
+            return code, s.err_lines, None, s, s.last
+        stopped = (s.err_lines, s.counts()[0], s.last)
+        second = s.run("--resume")
+        s.final_counts = s.counts()
+        return (f"{code} -> {second}", f"{stopped[0]} -> {s.err_lines}", f"{stopped[1]} -> {s.final_counts[0]}", s,
+                stopped[2])
     finally:
         os.killpg(server.pid, signal.SIGTERM)
 
@@ -231,8 +237,9 @@ def case_server_restart(root):
 
 
 def case_server_away(root):
-    """The MLflow server stopped for longer than the retry window (SSLVQ_MLFLOW_RETRY_S=20)."""
-    return outage_case(root, 90, 20)
+    """The MLflow server stopped for longer than the retry window (SSLVQ_MLFLOW_RETRY_S=20), then started
+    again and --resume."""
+    return outage_case(root, 90, 20, resume=True)
 
 
 @contextlib.contextmanager
