@@ -18,7 +18,7 @@ from tune.study.auth import TOKEN_FILE
 from tune.study.console import (TrialLines, answer_line, experiment_url, mlflow_ui_command, phase, quiet,
                                 start_lines)
 from tune.study.interrupts import (STOP, STORE_EXIT, StudyStopped, claim_signals, clear_stopped, close_stopped,
-                                   disk_failure, interrupted_note, stop_on_signals, tune_running)
+                                   interrupted_note, stop_on_signals, study_failure, tune_running)
 from tune.study.plan import StudyPlan, claim_study_folder, release_study_folder
 from tune.study.preflight import check_node_resources, ray_node_resources
 from tune.study.retry import RESUME_HINT, StoreUnavailable
@@ -36,12 +36,10 @@ def run_study(plan: StudyPlan, ray_progress: bool = False) -> int:
     with stop_on_signals() as stop:
         try:
             runs = _run_study(plan, state, ray_progress)
-        except StoreUnavailable as err:
-            stop.request(str(err), STORE_EXIT)
-        except OSError as err:      # a full disk or a folder that stopped being writable: one line, like the store
-            if not disk_failure(err):
+        except (StoreUnavailable, OSError) as err:   # the store, a full or unwritable disk: one line, as in a trial
+            if not study_failure(err):
                 raise
-            stop.request(disk_failure(err), STORE_EXIT)
+            stop.request(study_failure(err), STORE_EXIT)
         except StudyStopped:
             pass
         if stop:
